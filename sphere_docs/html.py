@@ -1,0 +1,237 @@
+"""HTML for embeds: the SDK loader, the workspace div, placeholders, and injection.
+
+Everything that ends up in a page is built here, so escaping and validation
+live in one place.  Every value written into an attribute is validated first
+(ids are 32 hex characters, tokens UUID-like) *and* escaped.
+
+The page-level assets are:
+
+* the vendor's SDK loader (``<script id="sphere-docs-loader">``), which must
+  sit right after ``<body>``, once — :func:`inject_after_body` puts it there;
+* our small stylesheet, and for pages with lazy embeds the activation script
+  (both inlined, so no static file has to be copied by any engine).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from functools import lru_cache
+from html.parser import HTMLParser
+from importlib import resources
+
+from .options import WorkspaceSpec
+
+__all__ = [
+    "LOADER_ID",
+    "fallback_text",
+    "inject_after_body",
+    "lazy_placeholder",
+    "loader_snippet",
+    "page_assets",
+    "unavailable_placeholder",
+    "workspace_div",
+]
+
+LOADER_ID = "sphere-docs-loader"
+ASSETS_CSS_ID = "sphere-docs-css"
+ASSETS_JS_ID = "sphere-docs-lazy-js"
+WORKSPACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+TOKEN_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,127}$")
+SDK_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+
+esc = html.escape  # quote=True by default: safe inside double-quoted attributes
+
+
+def loader_snippet(sdk_host: str, https: bool = True) -> str:
+    """The vendor's SDK loader, to be placed right after ``<body>`` once per page.
+
+    ``sdk_host`` is a host (and optional port), no scheme, e.g.
+    ``12345678.containers.sphere-engine.com`` or ``127.0.0.1:8123``.  The code
+    is the vendor snippet; the only change is an id on our ``<script>`` so
+    :func:`inject_after_body` can tell that a page already has it.
+    """
+    if not SDK_HOST_RE.match(sdk_host):
+        raise ValueError(f"invalid SDK host {sdk_host!r}: expected host[:port] without a scheme")
+    host_js = json.dumps(sdk_host).replace("<", "\\u003c")
+    return (
+        f'<script id="{LOADER_ID}">(function(d, s, id){{\n'
+        f"  SE_BASE = {host_js};\n"
+        f"  SE_HTTPS = {'true' if https else 'false'};\n"
+        "  SE = window.SE || (window.SE = []);\n"
+        "  var js, fjs = d.getElementsByTagName(s)[0];\n"
+        "  if (d.getElementById(id)) return;\n"
+        "  js = d.createElement(s); js.id = id;\n"
+        '  js.src = (SE_HTTPS ? "https" : "http") + "://" + SE_BASE + "/static/sdk/sdk.min.js";\n'
+        "  fjs.parentNode.insertBefore(js, fjs);\n"
+        '}(document, "script", "sphere-engine-jssdk"));\n'
+        'SE.ready = SE.ready || function(f){if (document.readyState != "loading" && '
+        'document.readyState != "interactive") f();else window.addEventListener("load", f);};'
+        "</script>"
+    )
+
+
+@lru_cache(maxsize=None)
+def _static(name: str) -> str:
+    return resources.files("sphere_docs").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def page_assets(*, lazy: bool) -> str:
+    """Our inline stylesheet, plus the activation script when the page has lazy embeds."""
+    parts = [f'<style id="{ASSETS_CSS_ID}">{_static("sphere-docs.css")}</style>']
+    if lazy:
+        parts.append(f'<script id="{ASSETS_JS_ID}">{_static("sphere-docs-lazy.js")}</script>')
+    return "".join(parts)
+
+
+def _wrapper_attrs(spec: WorkspaceSpec, extra_class: str) -> str:
+    classes = " ".join(("sphere-workspace", extra_class, *spec.classes)).strip()
+    classes = re.sub(r"\s+", " ", classes)
+    style = f"--sphere-height:{spec.height};--sphere-width:{spec.width}"
+    return f'class="{esc(classes)}" style="{esc(style)}"'
+
+
+def _caption(spec: WorkspaceSpec, caption_html: str | None) -> str:
+    body = caption_html if caption_html is not None else esc(spec.caption)
+    return f'<div class="sphere-workspace__caption">{body}</div>' if body.strip() else ""
+
+
+def _require_name(spec: WorkspaceSpec) -> str:
+    if not spec.name:
+        raise ValueError("the spec has no name: front ends must set one (options.default_name)")
+    return spec.name
+
+
+def workspace_div(
+    spec: WorkspaceSpec,
+    workspace_id: str,
+    workspace_token: str | None = None,
+    *,
+    caption_html: str | None = None,
+) -> str:
+    """A build-mode embed: the SDK's workspace element inside our sized wrapper.
+
+    The inner element carries both ``class="se-workspace"`` and ``data-id``
+    so either initialisation path of the SDK finds it (reference §2.3a).
+    ``caption_html`` is caption markup already rendered by the engine; when
+    omitted, the spec's plain-text caption is escaped.
+    """
+    name = _require_name(spec)
+    if not WORKSPACE_ID_RE.match(workspace_id or ""):
+        raise ValueError(f"invalid workspace id {workspace_id!r}")
+    attrs = [f'data-id="{esc(name)}"', f'data-workspace="{esc(workspace_id)}"']
+    if spec.token_required:
+        if not workspace_token or not TOKEN_RE.match(workspace_token):
+            raise ValueError("a workspace that requires a token needs a valid workspace token")
+        attrs.append(f'data-workspace-token="{esc(workspace_token)}"')
+    if spec.features:
+        attrs.append(f'data-features="{esc(spec.sdk_features)}"')
+    return (
+        f"<div {_wrapper_attrs(spec, '')} data-sphere-mode=\"build\">"
+        f"{_caption(spec, caption_html)}"
+        f'<div class="se-workspace sphere-workspace__frame" {" ".join(attrs)}></div>'
+        "</div>"
+    )
+
+
+def lazy_placeholder(
+    spec: WorkspaceSpec,
+    *,
+    page: str,
+    lazy_endpoint: str,
+    caption_html: str | None = None,
+) -> str:
+    """A lazy embed: caption, a start button and a status line; no workspace id.
+
+    The activation script (``static/sphere-docs-lazy.js``) finds it by
+    ``data-sphere-lazy``, POSTs ``{project_id, page, name}`` to
+    ``data-endpoint`` and fills the inner ``.se-workspace`` element.
+    """
+    name = _require_name(spec)
+    data = {
+        "data-sphere-lazy": "",
+        "data-project": spec.project_id,
+        "data-page": page,
+        "data-name": name,
+        "data-endpoint": lazy_endpoint,
+        "data-launch": spec.launch,
+        "data-token-required": "true" if spec.token_required else "false",
+    }
+    if spec.features:
+        data["data-features"] = spec.sdk_features
+    data_attrs = " ".join(f'{k}="{esc(v)}"' if v else k for k, v in data.items())
+    return (
+        f"<div {_wrapper_attrs(spec, 'sphere-workspace--lazy')} data-sphere-mode=\"lazy\" {data_attrs}>"
+        f"{_caption(spec, caption_html)}"
+        '<div class="sphere-workspace__placeholder">'
+        '<button type="button" class="sphere-workspace__start">Start workspace</button>'
+        '<p class="sphere-workspace__status" role="status" aria-live="polite"></p>'
+        "</div>"
+        f'<div class="se-workspace sphere-workspace__frame" data-id="{esc(name)}" hidden></div>'
+        "</div>"
+    )
+
+
+def unavailable_placeholder(
+    spec: WorkspaceSpec, reason: str, *, caption_html: str | None = None
+) -> str:
+    """A visible, styled box for an embed whose workspace could not be created."""
+    return (
+        f"<div {_wrapper_attrs(spec, 'sphere-workspace--unavailable')} "
+        f'data-sphere-mode="unavailable" role="note">'
+        f"{_caption(spec, caption_html)}"
+        '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
+        f"{esc(reason)}</p>"
+        "</div>"
+    )
+
+
+def fallback_text(spec: WorkspaceSpec) -> str:
+    """Plain text for print, PDF and other non-interactive outputs."""
+    sentence = "An interactive workspace accompanies this section in the web version of this document."
+    return f"{spec.caption}\n\n{sentence}" if spec.caption else sentence
+
+
+class _BodyFinder(HTMLParser):
+    """Finds the real opening ``<body ...>`` tag and whether our loader is already there.
+
+    HTMLParser already skips comments, ``<script>``/``<style>`` contents and
+    attribute values, so a ``<body`` written in any of those is not mistaken
+    for the tag.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.body_end: tuple[int, int, str] | None = None  # (line, col, tag text)
+        self.has_loader = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body" and self.body_end is None:
+            line, col = self.getpos()
+            self.body_end = (line, col, self.get_starttag_text() or "")
+        elif tag == "script" and ("id", LOADER_ID) in attrs:
+            self.has_loader = True
+
+    handle_startendtag = handle_starttag
+
+
+def inject_after_body(page_html: str, snippet: str) -> str:
+    """Insert ``snippet`` immediately after the opening ``<body ...>`` tag, once.
+
+    The tag may carry any attributes in any case.  A page that already has
+    our loader is returned unchanged (idempotent); a page with no ``<body>``
+    tag gets the snippet in front.  Everything else stays byte-for-byte.
+    """
+    finder = _BodyFinder()
+    finder.feed(page_html)
+    finder.close()
+    if finder.has_loader:
+        return page_html
+    if finder.body_end is None:
+        return snippet + page_html
+    line, col, tag_text = finder.body_end
+    # HTMLParser counts lines by "\n" only, so do the same here.
+    line_starts = [0] + [m.end() for m in re.finditer("\n", page_html)]
+    offset = line_starts[line - 1] + col + len(tag_text)
+    return page_html[:offset] + snippet + page_html[offset:]

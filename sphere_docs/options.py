@@ -1,0 +1,280 @@
+"""The one option schema shared by every front end.
+
+A directive hands us its argument (the project id) and a mapping of option
+strings, exactly as the author wrote them.  :func:`parse_options` validates
+them against :data:`OPTIONS` and returns a frozen :class:`WorkspaceSpec`.
+
+Errors are :class:`OptionError` values that know the option, the bad value and
+what would have been valid; the front end adds the file and line with
+:meth:`OptionError.at` so every engine prints the same sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "MODES",
+    "OPTIONS",
+    "OptionError",
+    "WorkspaceSpec",
+    "default_name",
+    "parse_options",
+]
+
+PROJECT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+CSS_LENGTH_RE = re.compile(
+    r"^(0|(\d+(\.\d+)?|\.\d+)(px|em|rem|vh|vw|vmin|vmax|%|ch|ex|cm|mm|in|pt|pc|dvh|svh|lvh))$"
+)
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+CSS_CLASS_RE = re.compile(r"^-?[_a-zA-Z][_a-zA-Z0-9-]*$")
+
+MODES = ("build", "lazy")
+LAUNCHES = ("click", "visible", "load")
+#: author-facing feature name -> the SDK's ``data-features`` value
+FEATURES = {"fullscreen": "fullscreenmode"}
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+class OptionError(ValueError):
+    """A bad directive argument or option.
+
+    ``option`` is the option name (``"project"`` for the argument), ``value``
+    what the author wrote, ``valid`` a human description of what would be
+    accepted.  ``str(err)`` is the location-free sentence; :meth:`at` prefixes
+    ``file:line``.
+    """
+
+    def __init__(self, option: str, value: object, valid: str, problem: str | None = None):
+        self.option = option
+        self.value = value
+        self.valid = valid
+        self.problem = problem or "invalid value"
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        if self.option == "project":
+            if self.value in (None, ""):
+                return f"sphere-workspace: missing project id; expected {self.valid}"
+            return f"sphere-workspace: invalid project id {self.value!r}; expected {self.valid}"
+        if self.problem == "unknown option":
+            return (
+                f"sphere-workspace: unknown option {self.option!r}; valid options: {self.valid}"
+            )
+        return (
+            f"sphere-workspace: {self.problem} {self.value!r} for option {self.option!r}; "
+            f"expected {self.valid}"
+        )
+
+    def at(self, file: str | None, line: int | None) -> str:
+        """The message with a ``file:line:`` prefix (parts that are unknown are left out)."""
+        where = ":".join(str(part) for part in (file, line) if part not in (None, ""))
+        return f"{where}: {self.describe()}" if where else self.describe()
+
+
+# -- converters: each takes the raw string and returns the typed value or raises ValueError
+#    with the "expected ..." text; parse_options turns that into an OptionError.
+
+
+def _css_length(raw: str) -> str:
+    value = raw.strip()
+    if not CSS_LENGTH_RE.match(value):
+        raise ValueError("a CSS length such as 600px, 70vh, 40em or 100%")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(" | ".join(choices))
+        return value
+
+    return convert
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in TRUE_WORDS or value == "":  # a bare flag (`:token-required:`) means true
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError("true | false")
+
+
+def _minutes(raw: str) -> int:
+    value = raw.strip()
+    if not value.isdigit() or int(value) > 60 * 24 * 365:
+        raise ValueError("a whole number of minutes between 0 and 525600")
+    return int(value)
+
+
+def _features(raw: str) -> tuple[str, ...]:
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown or not names:
+        raise ValueError("a comma-separated list of: " + ", ".join(FEATURES))
+    return tuple(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def _name(raw: str) -> str:
+    value = raw.strip()
+    if not NAME_RE.match(value):
+        raise ValueError(
+            "an identifier: a letter, then up to 63 letters, digits, '-' or '_'"
+        )
+    return value
+
+
+def _classes(raw: str) -> tuple[str, ...]:
+    names = raw.split()
+    if not names or not all(CSS_CLASS_RE.match(n) for n in names):
+        raise ValueError("space-separated CSS class names")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  #: as written in the directive (hyphenated)
+    attr: str  #: the WorkspaceSpec field it fills
+    convert: Callable[[str], Any]
+    valid: str  #: shown in docs tables
+    doc: str
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("mode", "mode", _choice(MODES), "build | lazy",
+               "create the workspace at build time, or per reader through the lazy endpoint"),
+        Option("height", "height", _css_length, "CSS length (default 600px)", "height of the embed"),
+        Option("width", "width", _css_length, "CSS length (default 100%)", "width of the embed"),
+        Option("features", "features", _features, "fullscreen",
+               "SDK features, comma separated (fullscreen adds a full-screen toggle)"),
+        Option("launch", "launch", _choice(LAUNCHES), "click | visible | load",
+               "lazy mode: when the reader's workspace is created"),
+        Option("token-required", "token_required", _boolean, "true | false (default true)",
+               "require the workspace token in the embed (recommended)"),
+        Option("inactivity-timeout", "inactivity_timeout", _minutes, "minutes",
+               "stop/remove the workspace after this much inactivity"),
+        Option("retention-stopped", "retention_stopped", _minutes, "minutes",
+               "how long a stopped workspace is kept"),
+        Option("retention-total", "retention_total", _minutes, "minutes",
+               "total lifetime of the workspace"),
+        Option("auto-resume", "auto_resume", _boolean, "true | false",
+               "resume a stopped workspace when the reader opens it"),
+        Option("name", "name", _name, "identifier",
+               "the data-id handle; default is stable per page and position"),
+        Option("class", "classes", _classes, "CSS classes", "extra classes on the wrapper"),
+    )
+}
+
+# Options whose value goes to the API on create: (spec attribute, API field name).
+CREATE_FIELDS = (
+    ("token_required", "workspace_token_required"),
+    ("inactivity_timeout", "inactivity_timeout"),
+    ("retention_stopped", "retention_time_stopped"),
+    ("retention_total", "retention_time_total"),
+    ("auto_resume", "auto_resume"),
+)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """One embed, validated.  ``mode`` is already resolved against the site default."""
+
+    project_id: str
+    mode: str = "build"
+    height: str = "600px"
+    width: str = "100%"
+    features: tuple[str, ...] = ()
+    launch: str = "click"
+    token_required: bool = True
+    inactivity_timeout: int | None = None
+    retention_stopped: int | None = None
+    retention_total: int | None = None
+    auto_resume: bool | None = None
+    name: str | None = None
+    classes: tuple[str, ...] = ()
+    caption: str = field(default="", compare=False)
+
+    @property
+    def sdk_features(self) -> str:
+        """The ``data-features`` attribute value ("" when none)."""
+        return ",".join(FEATURES[f] for f in self.features)
+
+    def create_fields(self) -> dict[str, str]:
+        """Form fields for ``POST /workspaces`` (booleans as ``true``/``false`` as documented)."""
+        fields = {"project_id": self.project_id}
+        for attr, api_name in CREATE_FIELDS:
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            fields[api_name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return fields
+
+    def creation_key(self) -> str:
+        """A short stable hash of everything that shapes the created workspace.
+
+        Display options (height, class, ...) are left out on purpose: changing
+        them must not create a new workspace.
+        """
+        blob = json.dumps(self.create_fields(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_name(self, name: str) -> WorkspaceSpec:
+        return replace(self, name=name)
+
+
+def default_name(page: str, index: int) -> str:
+    """A stable ``data-id`` for the ``index``-th embed (0-based) of ``page``.
+
+    Stable across rebuilds as long as the page path and the embed's position
+    stay the same; safe as an HTML id and a ``localStorage`` key.
+    """
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", page).strip("-").lower() or "page"
+    digest = hashlib.sha1(page.encode()).hexdigest()[:6]  # keeps a-b.md and a/b.md apart
+    return f"ws-{slug[:40]}-{digest}-{index + 1}"
+
+
+def parse_options(
+    project: str | None,
+    options: Mapping[str, str | None],
+    *,
+    caption: str = "",
+    default_mode: str = "build",
+) -> WorkspaceSpec:
+    """Validate a directive's argument and options into a :class:`WorkspaceSpec`.
+
+    ``options`` maps option names (hyphenated, as authors write them; the
+    underscore spelling is accepted too) to their raw string values (``None``
+    for a bare flag).  Raises :class:`OptionError` for the first problem found,
+    checking the project id first and then options in the order written.
+    """
+    project_id = (project or "").strip()
+    if not PROJECT_ID_RE.match(project_id):
+        raise OptionError("project", project, "a project id of 32 hexadecimal characters")
+    if default_mode not in MODES:
+        raise OptionError("mode", default_mode, " | ".join(MODES))
+
+    values: dict[str, Any] = {"mode": default_mode}
+    for raw_name, raw_value in options.items():
+        name = str(raw_name).strip().lower().replace("_", "-")
+        option = OPTIONS.get(name)
+        if option is None:
+            raise OptionError(raw_name, raw_value, ", ".join(OPTIONS), problem="unknown option")
+        text = "" if raw_value is None else str(raw_value)
+        if isinstance(raw_value, bool):  # YAML option blocks give real booleans
+            text = "true" if raw_value else "false"
+        try:
+            values[option.attr] = option.convert(text)
+        except ValueError as exc:
+            raise OptionError(option.name, raw_value, str(exc)) from None
+
+    return WorkspaceSpec(project_id=project_id.lower(), caption=caption.strip(), **values)

@@ -1,0 +1,188 @@
+"""Site-wide settings, declared once for every front end.
+
+``mkdocs.yml`` (``plugins: - sphere-workspaces: {endpoint: ...}``) and
+``conf.py`` (``sphere_endpoint = ...``) carry the same names; both front ends
+build a :class:`SiteSettings` through :meth:`SiteSettings.from_mapping`, so the
+rules and the error texts exist once.  :data:`SETTINGS` describes each
+setting for docs tables and for the adapters that must declare them.
+
+The access token is never a setting: it is read from the environment variable
+named by ``token_env`` (default ``SPHERE_ENGINE_ACCESS_TOKEN``) when needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import SettingsError
+from .options import MODES
+
+__all__ = ["ON_ERROR", "SETTINGS", "Endpoint", "SiteSettings", "parse_endpoint"]
+
+ON_ERROR = ("fail", "placeholder", "lazy")
+DEFAULT_TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the API and the SDK live, derived from the ``endpoint`` setting."""
+
+    api_base: str  #: e.g. https://12345678.containers.sphere-engine.com/api/v1
+    host: str  #: host[:port], no scheme
+    https: bool
+
+
+def parse_endpoint(value: str) -> Endpoint:
+    """Accept a customer host (https implied) or a full base URL.
+
+    ``12345678.containers.sphere-engine.com`` →
+    ``https://12345678.containers.sphere-engine.com/api/v1``;
+    ``http://127.0.0.1:8123`` (the emulator) → ``http://127.0.0.1:8123/api/v1``.
+    A trailing ``/api/v1`` is tolerated.
+    """
+    text = (value or "").strip()
+    if not text:
+        raise SettingsError("endpoint", value, "a customer host such as 12345678.containers.sphere-engine.com or a URL such as http://127.0.0.1:8123")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not HOST_RE.match(parts.netloc) or parts.query:
+        raise SettingsError("endpoint", value, "a customer host such as 12345678.containers.sphere-engine.com or a URL such as http://127.0.0.1:8123")
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/v1"):
+        path = path[: -len("/api/v1")]
+    return Endpoint(
+        api_base=f"{parts.scheme}://{parts.netloc}{path}/api/v1",
+        host=parts.netloc,
+        https=parts.scheme == "https",
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    valid: str
+    doc: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("endpoint", None, "customer host or URL",
+                "Containers API endpoint: the customer host (https implied) such as "
+                "`12345678.containers.sphere-engine.com`, or a full base URL such as "
+                "`http://127.0.0.1:8123` for the emulator. Needed for build mode."),
+        Setting("mode", "build", "build | lazy", "default mode of embeds without `:mode:`"),
+        Setting("lazy_endpoint", None, "URL",
+                "URL of the lazy endpoint (`POST` target of lazy embeds). Needed for lazy mode."),
+        Setting("on_error", "fail", "fail | placeholder | lazy",
+                "what a build does when a workspace cannot be created"),
+        Setting("concurrency", 8, "1..64", "API calls in flight at once while provisioning"),
+        Setting("timeout", 10.0, "seconds > 0", "timeout of each API call"),
+        Setting("retries", 3, "0..10", "retries of a failed API call (connect errors, 429, 502/503/504)"),
+        Setting("cache", ".sphere-docs-cache", "folder",
+                "where the ledger of created workspaces is kept (relative to the config file)"),
+        Setting("token_env", DEFAULT_TOKEN_ENV, "environment variable name",
+                "the environment variable holding the API access token"),
+        Setting("sdk_host", None, "host[:port]", "SDK host; defaults to the endpoint's host"),
+        Setting("sdk_https", None, "true | false", "load the SDK over https; defaults to the endpoint's scheme"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    endpoint: str | None = None
+    mode: str = "build"
+    lazy_endpoint: str | None = None
+    on_error: str = "fail"
+    concurrency: int = 8
+    timeout: float = 10.0
+    retries: int = 3
+    cache: str = ".sphere-docs-cache"
+    token_env: str = DEFAULT_TOKEN_ENV
+    sdk_host: str | None = None
+    sdk_https: bool | None = None
+    #: folder that relative paths (``cache``) are resolved against
+    base_dir: Path = field(default=Path("."), compare=False)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, base_dir: Path | str = ".") -> SiteSettings:
+        """Validate a mapping of setting names to values; raises :class:`SettingsError`."""
+        known = {f.name for f in fields(cls)} - {"base_dir"}
+        for key in values:
+            if key not in known:
+                raise SettingsError(key, values[key], "one of: " + ", ".join(sorted(known)), problem="unknown setting")
+        clean = {k: v for k, v in values.items() if v is not None}
+        settings = cls(**clean, base_dir=Path(base_dir))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.endpoint is not None:
+            parse_endpoint(self.endpoint)
+        if self.mode not in MODES:
+            raise SettingsError("mode", self.mode, " | ".join(MODES))
+        if self.on_error not in ON_ERROR:
+            raise SettingsError("on_error", self.on_error, " | ".join(ON_ERROR))
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= 64:
+            raise SettingsError("concurrency", self.concurrency, "a whole number from 1 to 64")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise SettingsError("timeout", self.timeout, "a number of seconds greater than 0")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 10:
+            raise SettingsError("retries", self.retries, "a whole number from 0 to 10")
+        if not isinstance(self.token_env, str) or not ENV_NAME_RE.match(self.token_env):
+            raise SettingsError("token_env", self.token_env, "an environment variable name such as SPHERE_ENGINE_ACCESS_TOKEN")
+        if self.sdk_host is not None and not HOST_RE.match(str(self.sdk_host)):
+            raise SettingsError("sdk_host", self.sdk_host, "host[:port] without a scheme")
+        if self.sdk_https is not None and not isinstance(self.sdk_https, bool):
+            raise SettingsError("sdk_https", self.sdk_https, "true | false")
+        if self.lazy_endpoint is not None:
+            parts = urlsplit(str(self.lazy_endpoint))
+            if parts.scheme not in ("http", "https") and not str(self.lazy_endpoint).startswith("/"):
+                raise SettingsError("lazy_endpoint", self.lazy_endpoint, "an http(s) URL or a path starting with /")
+
+    # -- derived values
+
+    @property
+    def api(self) -> Endpoint:
+        if not self.endpoint:
+            raise SettingsError("endpoint", None, "a customer host such as 12345678.containers.sphere-engine.com", problem="missing setting")
+        return parse_endpoint(self.endpoint)
+
+    @property
+    def sdk(self) -> tuple[str, bool]:
+        """``(host, https)`` for the SDK loader."""
+        if self.sdk_host:
+            https = True if self.sdk_https is None else self.sdk_https
+            return self.sdk_host, https
+        api = self.api
+        return api.host, api.https if self.sdk_https is None else self.sdk_https
+
+    @property
+    def cache_dir(self) -> Path:
+        path = Path(self.cache)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def token(self) -> str:
+        """The access token from the environment, or a :class:`SettingsError` naming the variable."""
+        value = os.environ.get(self.token_env, "").strip()
+        if not value:
+            raise SettingsError(
+                "token_env", self.token_env, "an exported token",
+                message=(
+                    f"sphere-workspaces: no access token: set the environment variable "
+                    f"{self.token_env} (export {self.token_env}=...) to your Sphere Engine "
+                    "API token; build-mode embeds need it"
+                ),
+            )
+        return value

@@ -1,0 +1,1 @@
+/* sphere-docs lazy activation script: see sphere_docs/static (filled in by the lazy-mode work). */

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real emulator on a loopback port, the secret token, leak scans.
+
+Every test that needs the Containers API talks to ``sphere_docs.emulator``
+served on 127.0.0.1 with port 0; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+#: A token nobody would type by accident, so a scan for it cannot false-positive.
+SECRET_TOKEN = "se-test-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0-DO-NOT-LEAK"
+TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def access_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The secret token, exported the only way the package reads it: the environment."""
+    monkeypatch.setenv(TOKEN_ENV, SECRET_TOKEN)
+    return SECRET_TOKEN
+
+
+@pytest.fixture
+def emulator(access_token: str) -> Iterator:
+    """A fresh emulator on a free loopback port, accepting only ``access_token``.
+
+    Workspaces become running immediately (``start_delay=0``) so builds and
+    browsers see a usable workspace without waiting.
+    """
+    from sphere_docs.emulator import EmulatorServer
+
+    with EmulatorServer(token=access_token, start_delay=0.0) as server:
+        yield server
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    """Every file under ``root`` whose bytes contain ``needle``."""
+    raw = needle.encode()
+    return [p for p in root.rglob("*") if p.is_file() and raw in p.read_bytes()]
+
+
+def assert_no_leak(texts: Iterable[str] = (), roots: Iterable[Path] = (), token: str = SECRET_TOKEN) -> None:
+    """Fail if the token appears in any of ``texts`` or any file under ``roots``."""
+    for text in texts:
+        assert token not in text, "access token leaked into output text"
+    for root in roots:
+        leaked = files_containing(Path(root), token)
+        assert not leaked, f"access token leaked into {leaked}"
+
+
+def chromium_path() -> str:
+    return os.environ.get("SPHERE_DOCS_CHROMIUM", "/usr/bin/chromium")
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
+    if not Path(chromium_path()).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium not found at {chromium_path()}: .ci/setup installs it")
+        pytest.skip(f"Chromium not found at {chromium_path()} (run .ci/setup)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where browser tests save screenshots for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
