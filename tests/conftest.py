@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# sphinx.testing's make_app / app fixtures for the Sphinx tests.
+pytest_plugins = ["sphinx.testing.fixtures"]
+
 #: A token nobody would type by accident, so a scan for it cannot false-positive.
 SECRET_TOKEN = "se-test-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0-DO-NOT-LEAK"
 TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
