@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from html.parser import HTMLParser
 from importlib import resources
 
@@ -72,9 +72,9 @@ def loader_snippet(sdk_host: str, https: bool = True) -> str:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _static(name: str) -> str:
-    return resources.files("sphere_docs").joinpath("static", name).read_text(encoding="utf-8")
+    return (resources.files("sphere_docs") / "static" / name).read_text(encoding="utf-8")
 
 
 def page_assets(*, lazy: bool) -> str:

@@ -121,7 +121,7 @@ class SiteSettings:
         known = {f.name for f in fields(cls)} - {"base_dir"}
         for key in values:
             if key not in known:
-                raise SettingsError(key, values[key], "one of: " + ", ".join(sorted(known)), problem="unknown setting")
+                raise SettingsError(key, values[key], ", ".join(sorted(known)), problem="unknown setting")
         clean = {k: v for k, v in values.items() if v is not None}
         settings = cls(**clean, base_dir=Path(base_dir))
         settings.validate()

@@ -1,0 +1,76 @@
+"""Site settings shared by mkdocs.yml and conf.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from sphere_docs.errors import SettingsError
+from sphere_docs.settings import SETTINGS, SiteSettings, parse_endpoint
+
+
+@pytest.mark.parametrize(
+    ("value", "api", "host", "https"),
+    [
+        ("12345678.containers.sphere-engine.com", "https://12345678.containers.sphere-engine.com/api/v1", "12345678.containers.sphere-engine.com", True),
+        ("https://12345678.containers.sphere-engine.com/api/v1/", "https://12345678.containers.sphere-engine.com/api/v1", "12345678.containers.sphere-engine.com", True),
+        ("http://127.0.0.1:8123", "http://127.0.0.1:8123/api/v1", "127.0.0.1:8123", False),
+    ],
+)
+def test_endpoint_forms(value: str, api: str, host: str, https: bool) -> None:
+    endpoint = parse_endpoint(value)
+    assert (endpoint.api_base, endpoint.host, endpoint.https) == (api, host, https)
+
+
+@pytest.mark.parametrize("value", ["", "ftp://x", "http://", "https://a.com/?access_token=x", "a b"])
+def test_bad_endpoint(value: str) -> None:
+    with pytest.raises(SettingsError, match="for setting 'endpoint'"):
+        parse_endpoint(value)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"mode": "eager"}, "sphere-workspaces: invalid value 'eager' for setting 'mode'; expected build | lazy"),
+        ({"on_error": "ignore"}, "sphere-workspaces: invalid value 'ignore' for setting 'on_error'; expected fail | placeholder | lazy"),
+        ({"concurrency": 0}, "sphere-workspaces: invalid value 0 for setting 'concurrency'; expected a whole number from 1 to 64"),
+        ({"timeout": -1}, "sphere-workspaces: invalid value -1 for setting 'timeout'; expected a number of seconds greater than 0"),
+        ({"retries": 11}, "sphere-workspaces: invalid value 11 for setting 'retries'; expected a whole number from 0 to 10"),
+        ({"token_env": "MY TOKEN"}, "sphere-workspaces: invalid value 'MY TOKEN' for setting 'token_env'; expected an environment variable name such as SPHERE_ENGINE_ACCESS_TOKEN"),
+        ({"access_token": "x"}, "sphere-workspaces: unknown setting 'access_token'; valid settings: cache, concurrency, endpoint, lazy_endpoint, mode, on_error, retries, sdk_host, sdk_https, timeout, token_env"),
+    ],
+)
+def test_pinned_setting_errors(mapping: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        SiteSettings.from_mapping(mapping)
+    assert str(info.value) == message
+
+
+def test_token_only_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = SiteSettings.from_mapping({"endpoint": "http://127.0.0.1:1", "token_env": "MY_SE_TOKEN"})
+    monkeypatch.delenv("MY_SE_TOKEN", raising=False)
+    with pytest.raises(SettingsError) as info:
+        settings.token()
+    assert str(info.value) == (
+        "sphere-workspaces: no access token: set the environment variable MY_SE_TOKEN "
+        "(export MY_SE_TOKEN=...) to your Sphere Engine API token; build-mode embeds need it"
+    )
+    monkeypatch.setenv("MY_SE_TOKEN", "abc")
+    assert settings.token() == "abc"
+
+
+def test_sdk_follows_endpoint_unless_set() -> None:
+    assert SiteSettings(endpoint="http://127.0.0.1:9").sdk == ("127.0.0.1:9", False)
+    assert SiteSettings(endpoint="http://127.0.0.1:9", sdk_host="cdn.example.com").sdk == ("cdn.example.com", True)
+    assert SiteSettings(endpoint="a.example.com", sdk_https=False).sdk == ("a.example.com", False)
+
+
+def test_missing_endpoint_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match="missing setting 'endpoint'"):
+        _ = SiteSettings().api
+
+
+def test_settings_table_matches_dataclass() -> None:
+    from dataclasses import fields
+
+    assert set(SETTINGS) == {f.name for f in fields(SiteSettings)} - {"base_dir"}
+    assert SiteSettings().cache_dir.name == ".sphere-docs-cache"
