@@ -1,0 +1,127 @@
+"""``conf.py`` settings: ``sphere_<name>`` for every entry of :data:`settings.SETTINGS`.
+
+The settings are declared once, in :mod:`sphere_docs.settings`; this module
+only registers them under the ``sphere_`` prefix and turns a :class:`SettingsError`
+into Sphinx's :class:`~sphinx.errors.ConfigError` with the conf.py name of the
+setting, at ``config-inited`` (before any document is read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sphinx.errors import ConfigError
+
+from ..errors import SettingsError
+from ..settings import SETTINGS, SiteSettings
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
+    from sphinx.config import Config
+
+__all__ = [
+    "PREFIX",
+    "config_name",
+    "register",
+    "site_settings",
+    "sphinx_message",
+    "validate_config",
+]
+
+PREFIX = "sphere_"
+
+#: What a change of each setting invalidates (Sphinx's ``rebuild`` argument):
+#: ``env`` re-reads every document (the default mode is applied while parsing,
+#: and workspaces made on another endpoint are worthless); ``html`` rewrites the
+#: pages (lazy endpoint URL, SDK loader); the rest only matter while provisioning.
+REBUILD = {
+    "endpoint": "env",
+    "mode": "env",
+    "lazy_endpoint": "html",
+    "sdk_host": "html",
+    "sdk_https": "html",
+}
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _to_bool(text: str) -> bool | str:
+    low = text.strip().lower()
+    return True if low in _TRUE else False if low in _FALSE else text
+
+
+#: ``sphinx-build -D sphere_concurrency=4`` hands us strings; convert the ones
+#: whose setting is not a string, and leave anything unconvertible for the
+#: validator to name.
+_FROM_COMMAND_LINE: dict[str, Callable[[str], Any]] = {
+    "concurrency": int,
+    "retries": int,
+    "timeout": float,
+    "sdk_https": _to_bool,
+}
+
+
+def config_name(setting: str) -> str:
+    return PREFIX + setting
+
+
+def register(app: Sphinx) -> None:
+    """Declare every setting as a ``sphere_*`` config value.
+
+    Types are left open (``Any``) on purpose: Sphinx's own type check would
+    print a generic "has type str, defaults to int" warning, while
+    :meth:`SiteSettings.validate` says what would be valid.
+    """
+    for name, setting in SETTINGS.items():
+        app.add_config_value(
+            config_name(name),
+            setting.default,
+            REBUILD.get(name, ""),  # type: ignore[arg-type]
+            types=Any,
+            description=setting.doc,
+        )
+
+
+def _raw_values(config: Config) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in SETTINGS:
+        value = getattr(config, config_name(name))
+        convert = _FROM_COMMAND_LINE.get(name)
+        if convert is not None and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = convert(value)
+        values[name] = value
+    return values
+
+
+def sphinx_message(err: SettingsError) -> str:
+    """The shared message, naming the setting the way conf.py spells it."""
+    text = str(err)
+    if err.setting in SETTINGS:
+        text = text.replace(repr(err.setting), repr(config_name(err.setting)), 1)
+    return text
+
+
+def site_settings(config: Config, confdir: str | Path | None) -> SiteSettings:
+    """The validated :class:`SiteSettings` of this project; raises :class:`ConfigError`."""
+    try:
+        return SiteSettings.from_mapping(_raw_values(config), base_dir=Path(confdir or "."))
+    except SettingsError as err:
+        raise ConfigError(sphinx_message(err)) from None
+
+
+def validate_config(app: Sphinx, config: Config) -> None:
+    """``config-inited``: fail early, before reading, on any bad ``sphere_*`` value."""
+    settings = site_settings(config, app.confdir)
+    if not settings.lazy_endpoint:
+        for name, value in (("mode", settings.mode), ("on_error", settings.on_error)):
+            if value == "lazy":
+                raise ConfigError(
+                    f"sphere-workspaces: {config_name(name)} = 'lazy' needs "
+                    f"{config_name('lazy_endpoint')} (the URL of the lazy endpoint, "
+                    "e.g. https://docs.example.com/sphere/workspaces)"
+                )

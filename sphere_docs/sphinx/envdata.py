@@ -1,0 +1,112 @@
+"""What the extension keeps in Sphinx's build environment.
+
+Everything lives in one :class:`SphereEnvData` object on the environment, so
+it is pickled with it (incremental builds) and copied into parallel readers.
+Reading records embeds per document; ``env-purge-doc`` forgets a document
+before it is re-read; ``env-merge-info`` copies what parallel readers found
+back into the main process; provisioning (main process only, after reading)
+fills :attr:`SphereEnvData.outcomes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+
+from ..options import WorkspaceSpec
+
+if TYPE_CHECKING:
+    from sphinx.environment import BuildEnvironment
+
+__all__ = ["Embed", "Outcome", "SphereEnvData", "env_data", "page_path"]
+
+ATTR = "sphere_docs"
+
+
+@dataclass(frozen=True)
+class Embed:
+    """One embed as read: where it is and what it asks for."""
+
+    docname: str
+    page: str  #: source path relative to the source dir, "/"-separated
+    line: int | None
+    spec: WorkspaceSpec  #: named
+
+    @property
+    def key(self) -> str:
+        assert self.spec.name
+        return f"{self.page}#{self.spec.name}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a build-mode embed was provisioned (never holds the access token)."""
+
+    workspace_id: str | None = None
+    workspace_token: str | None = None
+    fallback: str | None = None  #: None when ok; "placeholder" or "lazy"
+    reason: str | None = None
+    created: bool = False
+
+
+@dataclass
+class SphereEnvData:
+    embeds: dict[str, list[Embed]] = field(default_factory=dict)  #: docname -> in order
+    counts: dict[str, int] = field(default_factory=dict)  #: directives seen, valid or not
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  #: Embed.key -> outcome
+
+    # -- reading
+
+    def next_index(self, docname: str) -> int:
+        index = self.counts.get(docname, 0)
+        self.counts[docname] = index + 1
+        return index
+
+    def names(self, docname: str) -> set[str]:
+        return {e.spec.name for e in self.embeds.get(docname, ()) if e.spec.name}
+
+    def record(self, docname: str, page: str, spec: WorkspaceSpec, line: int | None) -> Embed:
+        embed = Embed(docname=docname, page=page, line=line, spec=spec)
+        self.embeds.setdefault(docname, []).append(embed)
+        return embed
+
+    # -- environment events
+
+    def purge(self, docname: str) -> None:
+        for embed in self.embeds.pop(docname, ()):
+            self.outcomes.pop(embed.key, None)
+        self.counts.pop(docname, None)
+
+    def merge(self, docnames: set[str] | frozenset[str] | list[str], other: SphereEnvData) -> None:
+        for docname in docnames:
+            if docname in other.embeds:
+                self.embeds[docname] = other.embeds[docname]
+            if docname in other.counts:
+                self.counts[docname] = other.counts[docname]
+
+    # -- queries
+
+    def all_embeds(self) -> list[Embed]:
+        return [e for docname in sorted(self.embeds) for e in self.embeds[docname]]
+
+    def pending(self) -> list[Embed]:
+        """Build-mode embeds with no workspace yet: new or re-read, or failed last time."""
+        return [
+            e for e in self.all_embeds()
+            if e.spec.mode == "build"
+            and (e.key not in self.outcomes or self.outcomes[e.key].workspace_id is None)
+        ]
+
+
+def env_data(env: BuildEnvironment) -> SphereEnvData:
+    data = getattr(env, ATTR, None)
+    if not isinstance(data, SphereEnvData):
+        data = SphereEnvData()
+        setattr(env, ATTR, data)
+    return data
+
+
+def page_path(env: BuildEnvironment, docname: str) -> str:
+    """``lessons/intro.md``: the page name shared with the MkDocs side and the lazy endpoint."""
+    return PurePath(env.doc2path(docname, False)).as_posix()

@@ -1,0 +1,287 @@
+"""The Sphinx extension: where each piece plugs into Sphinx's build pipeline.
+
+::
+
+    config-inited        validate every sphere_* value (ConfigError, before reading)
+    reading              the directive validates options, records an Embed in the env
+                         data and leaves a generic ``sphere_workspace`` node
+    env-purge-doc        forget a document's embeds (and outcomes) before it is re-read
+    env-merge-info       take the embeds found by parallel readers (-j N)
+    env-updated          main process, once, after all reading: provision every build-mode
+                         embed that has no workspace yet, concurrently, via the shared
+                         Provisioner and its ledger
+    doctree-resolved     non-interactive builders: replace the node by a static fallback
+    writing              html/dirhtml/singlehtml: the visitor renders div / placeholder
+    build-finished       html family: write sphere-workspaces.json, put the loader right
+                         after <body ...> of each written page that has an embed
+
+Parallel reading is safe because readers only add to per-document data that
+``env-merge-info`` copies back; parallel writing is safe because writers only
+read the env data, which is complete before the writers fork; provisioning
+and the page post-processing run in the main process only.
+"""
+
+from __future__ import annotations
+
+import logging as stdlib_logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sphinx.errors import SphinxError
+from sphinx.util import logging
+
+from .. import __version__, html
+from ..errors import SettingsError, SphereDocsError
+from ..settings import SiteSettings
+from . import config as sphere_config
+from .directive import SphereWorkspaceDirective
+from .envdata import Embed, Outcome, env_data
+from .nodes import sphere_workspace
+from .visitors import (
+    decide,
+    depart_workspace_html,
+    is_interactive,
+    replace_for_static_builders,
+    visit_workspace_html,
+)
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
+    from sphinx.environment import BuildEnvironment
+
+__all__ = ["SphereBuildError", "setup_extension"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "sphere-workspaces.json"
+#: bump when the shape of the env data changes: Sphinx then re-reads everything
+ENV_VERSION = 1
+
+
+class SphereBuildError(SphinxError):
+    """Provisioning failed with ``sphere_on_error = 'fail'`` (or the site is misconfigured)."""
+
+    category = "Sphere Engine workspaces error"
+
+
+def setup_extension(app: Sphinx) -> dict[str, Any]:
+    sphere_config.register(app)
+    app.connect("config-inited", sphere_config.validate_config)
+
+    app.add_node(sphere_workspace, html=(visit_workspace_html, depart_workspace_html))
+    app.add_directive("sphere-workspace", SphereWorkspaceDirective)
+
+    app.connect("env-purge-doc", _purge_doc)
+    app.connect("env-merge-info", _merge_info)
+    app.connect("env-updated", provision_pending)
+    app.connect("doctree-resolved", replace_for_static_builders)
+    app.connect("build-finished", finish_html)
+    return {
+        "version": __version__,
+        "env_version": ENV_VERSION,
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }
+
+
+def _purge_doc(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
+    env_data(env).purge(docname)
+
+
+def _merge_info(app: Sphinx, env: BuildEnvironment, docnames: Sequence[str] | set[str],
+                other: BuildEnvironment) -> None:
+    env_data(env).merge(list(docnames), env_data(other))
+
+
+# -- provisioning ---------------------------------------------------------------------------
+
+
+def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
+    """``env-updated``: give every pending build-mode embed a workspace, all at once.
+
+    Pending means: read in this build (new, or its document changed), or left
+    without a workspace by an earlier build (API down, on_error placeholder),
+    which is retried.  An unchanged document's embeds are not touched, not even
+    checked.  Returns the documents whose output must be rewritten.
+    """
+    data = env_data(env)
+    pending = data.pending()
+    if not pending:
+        return []
+    settings = sphere_config.site_settings(app.config, app.confdir)
+    started = time.perf_counter()
+    outcomes = _resolve(settings, pending)
+    created = 0
+    for embed in pending:
+        outcome = outcomes[embed.key]
+        data.outcomes[embed.key] = outcome
+        created += outcome.created
+        if outcome.workspace_id is None:
+            logger.warning(
+                f"sphere-workspace: workspace for project {embed.spec.project_id} not created "
+                f"({outcome.reason}); rendered as {outcome.fallback or 'placeholder'}",
+                location=(embed.docname, embed.line), type="sphere", subtype="api",
+            )
+    logger.info(
+        f"sphere-workspaces: {len(pending)} build-mode embed(s) provisioned "
+        f"({created} created) in {time.perf_counter() - started:.2f}s"
+    )
+    return sorted({embed.docname for embed in pending})
+
+
+def _provision_log() -> stdlib_logging.Logger:
+    """The logger handed to the Provisioner: its records reach Sphinx's log as verbose lines.
+
+    Fallback warnings are reported by :func:`provision_pending` itself, with the
+    document and line as Sphinx location and ``[sphere.api]``, so that
+    ``suppress_warnings`` and ``-W`` apply to them.
+    """
+    log = stdlib_logging.getLogger("sphere_docs.sphinx.provision")
+    log.propagate = False
+    if not any(isinstance(h, _ToSphinx) for h in log.handlers):
+        log.addHandler(_ToSphinx())
+    log.setLevel(stdlib_logging.INFO)
+    return log
+
+
+class _ToSphinx(stdlib_logging.Handler):
+    def emit(self, record: stdlib_logging.LogRecord) -> None:
+        try:
+            logger.verbose("sphere-workspaces: %s", record.getMessage())
+        except Exception:  # a log line must never break the build
+            self.handleError(record)
+
+
+def _progress(done: int, total: int) -> None:
+    step = max(1, total // 10)
+    if done == total or done % step == 0:
+        logger.info(f"sphere-workspaces: provisioning {done}/{total}")
+
+
+def _resolve(settings: SiteSettings, pending: list[Embed]) -> dict[str, Outcome]:
+    from ..provision import EmbedRequest, Provisioner, ProvisionError
+
+    requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
+    provisioner = None
+    try:
+        provisioner = Provisioner(settings, logger=_provision_log(), progress=_progress)
+        results = provisioner.resolve(requests)
+    except ProvisionError as err:
+        raise SphereBuildError(str(err)) from None
+    except SettingsError as err:
+        # No endpoint or no token: the site cannot provision at all.
+        message = sphere_config.sphinx_message(err)
+        if settings.on_error == "fail":
+            raise SphereBuildError(message) from None
+        return {e.key: Outcome(fallback=settings.on_error, reason=message) for e in pending}
+    except SphereDocsError as err:  # anything else the core reports on purpose
+        raise SphereBuildError(str(err)) from None
+    finally:
+        if provisioner is not None:
+            provisioner.close()
+    outcomes = {}
+    for embed, request in zip(pending, requests, strict=True):
+        res = results[request.key]
+        outcomes[embed.key] = Outcome(
+            workspace_id=res.workspace_id,
+            workspace_token=res.workspace_token,
+            fallback=res.fallback,
+            reason=res.reason,
+            created=res.created,
+        )
+    return outcomes
+
+
+# -- html pages: manifest and loader -------------------------------------------------------
+
+
+def finish_html(app: Sphinx, exception: BaseException | None) -> None:
+    """``build-finished``: the manifest, and the loader on pages with embeds.
+
+    Why post-process the written files: each theme owns its ``<body ...>`` tag
+    (alabaster, furo, sphinx_rtd_theme, pydata-sphinx-theme and
+    sphinx-book-theme all override ``layout.html`` differently, and some put
+    their own scripts first inside ``<body>``), so no template block or
+    ``html-page-context`` variable lands *immediately after* the tag in all of
+    them.  The written page is the one thing every theme has in common, and
+    :func:`html.inject_after_body` finds the real tag and is idempotent - pages
+    an incremental build did not rewrite already carry the loader and are
+    left alone.  Only documents that have an embed are opened.
+    """
+    from sphinx.builders.html import StandaloneHTMLBuilder
+
+    builder = app.builder
+    if exception is not None or not is_interactive(builder):
+        return
+    assert isinstance(builder, StandaloneHTMLBuilder)
+    data = env_data(app.env)
+    embeds = data.all_embeds()
+    _write_manifest(Path(builder.outdir) / MANIFEST_NAME, embeds)
+
+    pages = _pages_with_embeds(app, data.embeds)
+    if not pages:
+        return
+    settings = sphere_config.site_settings(app.config, app.confdir)
+    encoding = app.config.html_output_encoding
+    for path, page_embeds in pages.items():
+        if not path.is_file():
+            continue
+        has_lazy = any(
+            decide(e.spec, data.outcomes.get(e.key), settings.lazy_endpoint)[0] == "lazy"
+            for e in page_embeds
+        )
+        text = path.read_text(encoding=encoding)
+        new = html.inject_after_body(text, _page_snippet(settings, has_lazy))
+        if new != text:
+            _write_atomic(path, new, encoding)
+
+
+def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
+    from sphinx.builders.html import StandaloneHTMLBuilder
+    from sphinx.builders.singlehtml import SingleFileHTMLBuilder
+
+    builder = app.builder
+    assert isinstance(builder, StandaloneHTMLBuilder)
+    if hasattr(builder, "globalcontext_filename"):
+        # json/pickle (sphinxcontrib-serializinghtml): fragments without <body>;
+        # the application hosting them adds the loader.
+        return {}
+    with_embeds = {docname: found for docname, found in embeds.items() if found}
+    if not with_embeds:
+        return {}
+    if isinstance(builder, SingleFileHTMLBuilder):
+        every = [e for docname in sorted(with_embeds) for e in with_embeds[docname]]
+        return {Path(builder.get_outfilename(app.config.root_doc)): every}
+    return {Path(builder.get_outfilename(d)): found for d, found in with_embeds.items()}
+
+
+def _page_snippet(settings: SiteSettings, has_lazy: bool) -> str:
+    try:
+        host, https = settings.sdk
+    except SettingsError:
+        # A lazy-only site without sphere_endpoint/sphere_sdk_host: the activation
+        # script loads the SDK from the lazy endpoint's answer (sdk_base).
+        return html.page_assets(lazy=has_lazy)
+    return html.loader_snippet(host, https) + html.page_assets(lazy=has_lazy)
+
+
+def _write_manifest(path: Path, embeds: list[Embed]) -> None:
+    from ..provision import write_manifest
+
+    write_manifest(path, [(e.page, e.spec) for e in embeds])
+
+
+def _write_atomic(path: Path, text: str, encoding: str) -> None:
+    """Never leave a half-written page behind (a reader may be serving the folder)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, errors="xmlcharrefreplace") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
