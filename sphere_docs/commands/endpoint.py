@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         config = EndpointConfig.from_env(**overrides)
         app = create_app(config)
     except SettingsError as exc:
-        print(f"sphere-docs endpoint: {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 2
     server = make_server(config.host, config.port, app, threaded=True)
     host = config.host if ":" not in config.host else f"[{config.host}]"

@@ -54,7 +54,7 @@ from werkzeug.wrappers import Request, Response
 from ..errors import SettingsError
 from ..options import NAME_RE, PROJECT_ID_RE
 from .claims import ClaimError, Signer
-from .config import EndpointConfig, ceil_seconds
+from .config import EndpointConfig, ceil_seconds, setting_error
 from .limits import SlidingWindow
 
 __all__ = ["EndpointApp", "Problem"]
@@ -120,7 +120,7 @@ class _Manifest:
         except SettingsError:
             raise
         except Exception as exc:
-            raise SettingsError("SPHERE_ENDPOINT_MANIFEST", self.source,
+            raise setting_error("SPHERE_ENDPOINT_MANIFEST", self.source,
                                 "a readable sphere-workspaces.json (path or URL)",
                                 problem=f"unusable manifest ({_redact(str(exc))[:200]})") from None
 
@@ -160,7 +160,10 @@ def _upstream_problem(exc: Exception) -> Problem:
     if timeout_cls is not None and isinstance(exc, timeout_cls):
         return Problem(503, "upstream_timeout",
                        "The workspace service did not answer in time. Please try again.")
-    if isinstance(exc, c.TransportError) and status is None:
+    if isinstance(exc, c.MalformedResponseError):
+        return Problem(502, "upstream_error",
+                       "The workspace service gave an answer that could not be understood. Please try again.")
+    if isinstance(exc, c.TransportError):
         return Problem(503, "upstream_unavailable",
                        "The workspace service cannot be reached right now. Please try again in a moment.")
     if status == 503:
@@ -193,7 +196,7 @@ class EndpointApp:
                 "worker; set the same secret on every worker and host"
             )
         elif len(key) < 16:
-            raise SettingsError("SPHERE_ENDPOINT_SECRET", "(hidden)", "a secret of at least 16 characters")
+            raise setting_error("SPHERE_ENDPOINT_SECRET", "(hidden)", "a secret of at least 16 characters")
         self.signer = Signer(key, config.claim_ttl)
         self.manifest = _Manifest(config.manifest, config.manifest_refresh) if config.manifest else None
         self.origins = frozenset(config.allow_origins)
@@ -228,8 +231,10 @@ class EndpointApp:
         from ..client import ContainersClient
         from ..settings import parse_endpoint
 
+        # A reader is waiting: retry briefly, and pass a long Retry-After on to them instead.
         return ContainersClient(parse_endpoint(self.config.api or "").api_base, self._token,
-                                timeout=self.config.timeout, retries=self.config.retries)
+                                timeout=self.config.timeout, retries=self.config.retries,
+                                backoff=0.2, retry_after_max=2.0, pool_size=32)
 
     @property
     def client(self) -> Any:
@@ -297,6 +302,7 @@ class EndpointApp:
                          "Access-Control-Allow-Headers": "Content-Type",
                          "Access-Control-Max-Age": "7200"})
             response = Response(status=204)
+            del response.headers["Content-Type"]  # a 204 has no content, so no type (RFC 9110)
             response.headers["Cache-Control"] = "no-store"
             return response
         client_key = request.remote_addr or "-"
@@ -411,8 +417,8 @@ class EndpointApp:
         try:
             return self.client.create_workspace(self.config.create_fields(project))
         except Exception as exc:
-            if _is_client_error(exc) and getattr(exc, "status", None) is not None:
-                # the API answered: nothing was created, so the reader and the budget get it back
+            if _is_client_error(exc) and not getattr(exc, "maybe_processed", True):
+                # surely nothing was created: the reader and the budget get their slot back
                 self.client_rate.release(client_key)
                 self.budget.release()
             raise self._upstream(exc, "create") from None

@@ -24,7 +24,7 @@ from ..errors import SettingsError
 from ..options import PROJECT_ID_RE, OptionError, parse_options
 from ..settings import DEFAULT_TOKEN_ENV, ENV_NAME_RE, HOST_RE, parse_endpoint
 
-__all__ = ["ENV_VARS", "EndpointConfig", "Window", "parse_window"]
+__all__ = ["ENV_VARS", "EndpointConfig", "Window", "parse_window", "setting_error"]
 
 #: options an operator may set per project for the workspaces the endpoint creates
 CREATE_OPTION_NAMES = (
@@ -34,6 +34,15 @@ CREATE_OPTION_NAMES = (
     "retention-total",
     "auto-resume",
 )
+def setting_error(var: str, value: Any, valid: str, problem: str = "invalid value") -> SettingsError:
+    """A :class:`SettingsError` naming the environment variable (or its CLI flag's variable)."""
+    if problem == "missing setting":
+        message = f"sphere-docs endpoint: missing setting {var}; expected {valid}"
+    else:
+        message = f"sphere-docs endpoint: {problem} {value!r} for {var}; expected {valid}"
+    return SettingsError(var, value, valid, problem=problem, message=message)
+
+
 _WINDOW_RE = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{1,9})\s*([smh]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
@@ -56,7 +65,7 @@ def parse_window(value: str | Window, setting: str) -> Window:
     match = _WINDOW_RE.match(str(value))
     seconds = int(match.group(2)) * _UNITS[match.group(3)] if match else 0
     if not match or int(match.group(1)) < 1 or seconds < 1:
-        raise SettingsError(setting, value, "COUNT/SECONDS such as 5/600, 5/10m or 200/1h (both at least 1)")
+        raise setting_error(setting, value, "COUNT/SECONDS such as 5/600, 5/10m or 200/1h (both at least 1)")
     return Window(int(match.group(1)), seconds)
 
 
@@ -111,7 +120,7 @@ def _origin(value: str) -> str:
         or parts.query
         or parts.fragment
     ):
-        raise SettingsError(
+        raise setting_error(
             ENV_VARS["allow_origins"][0], value, "origins such as https://docs.example.org or http://127.0.0.1:8000"
         )
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -163,7 +172,7 @@ class EndpointConfig:
         clean: dict[str, Any] = {}
         for name, value in values.items():
             if name not in known:
-                raise SettingsError(name, value, "one of: " + ", ".join(sorted(known)), problem="unknown setting")
+                raise setting_error(name, value, "one of: " + ", ".join(sorted(known)), problem="unknown setting")
             var = ENV_VARS[name][0]
             if name in _LIST_FIELDS:
                 clean[name] = _split(value)
@@ -171,19 +180,19 @@ class EndpointConfig:
                 try:
                     clean[name] = int(value)
                 except (TypeError, ValueError):
-                    raise SettingsError(var, value, "a whole number") from None
+                    raise setting_error(var, value, "a whole number") from None
             elif name == "timeout":
                 try:
                     clean[name] = float(value)
                 except (TypeError, ValueError):
-                    raise SettingsError(var, value, "a number of seconds") from None
+                    raise setting_error(var, value, "a number of seconds") from None
             elif name in ("rate", "requests", "budget"):
                 clean[name] = parse_window(value, var)
             elif name == "create_options" and isinstance(value, str):
                 try:
                     clean[name] = json.loads(value)
                 except ValueError:
-                    raise SettingsError(var, value, 'a JSON object such as {"*": {"inactivity-timeout": "15"}}') from None
+                    raise setting_error(var, value, 'a JSON object such as {"*": {"inactivity-timeout": "15"}}') from None
             else:
                 clean[name] = value
         config = cls(**clean)
@@ -197,10 +206,10 @@ class EndpointConfig:
 
     def validate(self) -> None:
         def bad(name: str, value: Any, valid: str) -> SettingsError:
-            return SettingsError(ENV_VARS[name][0], value, valid)
+            return setting_error(ENV_VARS[name][0], value, valid)
 
         if not self.api:
-            raise SettingsError(ENV_VARS["api"][0], None, "the Containers API endpoint, e.g. "
+            raise setting_error(ENV_VARS["api"][0], None, "the Containers API endpoint, e.g. "
                                 "12345678.containers.sphere-engine.com or http://127.0.0.1:8123",
                                 problem="missing setting")
         try:
@@ -214,11 +223,11 @@ class EndpointConfig:
             if not PROJECT_ID_RE.match(project):
                 raise bad("allow_projects", project, "project ids of 32 hexadecimal characters")
         if not self.allow_projects and not self.manifest:
-            raise SettingsError(ENV_VARS["allow_projects"][0], None,
+            raise setting_error(ENV_VARS["allow_projects"][0], None,
                                 "at least one allowed project (or a manifest: SPHERE_ENDPOINT_MANIFEST)",
                                 problem="missing setting")
         if not self.allow_origins:
-            raise SettingsError(ENV_VARS["allow_origins"][0], None,
+            raise setting_error(ENV_VARS["allow_origins"][0], None,
                                 "at least one origin of the docs site, e.g. https://docs.example.org",
                                 problem="missing setting")
         if not 60 <= self.claim_ttl <= 366 * 86400:
@@ -262,16 +271,16 @@ class EndpointConfig:
         for key in ("*", project_id):
             options = self.create_options.get(key) or {}
             if not isinstance(options, Mapping):
-                raise SettingsError(ENV_VARS["create_options"][0], options, "an object of option: value")
+                raise setting_error(ENV_VARS["create_options"][0], options, "an object of option: value")
             merged.update(options)
         unknown = [k for k in merged if str(k).replace("_", "-") not in CREATE_OPTION_NAMES]
         if unknown:
-            raise SettingsError(ENV_VARS["create_options"][0], unknown[0],
+            raise setting_error(ENV_VARS["create_options"][0], unknown[0],
                                 "options among: " + ", ".join(CREATE_OPTION_NAMES), problem="unknown option")
         try:
             spec = parse_options(project_id, {str(k): v for k, v in merged.items()})
         except OptionError as exc:
-            raise SettingsError(ENV_VARS["create_options"][0], exc.value, exc.valid,
+            raise setting_error(ENV_VARS["create_options"][0], exc.value, exc.valid,
                                 problem=f"invalid {exc.option!r} value") from None
         return spec.create_fields()
 
