@@ -18,14 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server as wsgiref_server
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import make_server as wsgiref_server
 from wsgiref.validate import validator
 
 import pytest
 import requests
+from conftest import SECRET_TOKEN, assert_no_leak
 from werkzeug.serving import make_server
 
-from conftest import SECRET_TOKEN, assert_no_leak
 from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import DEMO_PROJECT_ID
 from sphere_docs.endpoint import EndpointConfig, create_app
@@ -365,7 +366,7 @@ def test_without_a_secret_claims_do_not_survive_the_process(emulator: Any, caplo
     assert one.signer.verify(claim, PROJECT, PAGE, NAME) == "a" * 32
     with pytest.raises(ValueError, match="not valid"):
         two.signer.verify(claim, PROJECT, PAGE, NAME)
-    assert "Signer(ttl=86400)" == repr(one.signer)
+    assert repr(one.signer) == "Signer(ttl=86400)"
 
 
 # ------------------------------------------------------------------ malformed requests
@@ -588,8 +589,8 @@ def test_config_errors_name_the_variable(env: dict[str, str], message: str) -> N
 def test_missing_token_and_bad_manifest_fail_at_startup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SPHERE_ENGINE_ACCESS_TOKEN", raising=False)
     values = {"api": "http://127.0.0.1:9", "allow_projects": [PROJECT], "allow_origins": [ORIGIN]}
-    with pytest.raises(SettingsError, match="^sphere-docs endpoint: no access token: set the environment "
-                                            "variable SPHERE_ENGINE_ACCESS_TOKEN"):
+    with pytest.raises(SettingsError, match=r"^sphere-docs endpoint: no access token: set the environment "
+                                            r"variable SPHERE_ENGINE_ACCESS_TOKEN"):
         create_app(values)
     monkeypatch.setenv("SPHERE_ENGINE_ACCESS_TOKEN", SECRET_TOKEN)
     (tmp_path / "m.json").write_text("{not json")

@@ -51,8 +51,11 @@ from typing import Any
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Request, Response
 
+from .. import client as api
 from ..errors import SettingsError
 from ..options import NAME_RE, PROJECT_ID_RE
+from ..redact import install_log_redaction, redact, register_secret
+from ..settings import parse_endpoint
 from .claims import ClaimError, Signer
 from .config import EndpointConfig, ceil_seconds, setting_error
 from .limits import SlidingWindow
@@ -66,14 +69,6 @@ CLAIM_MAX = 200
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: workspace states (reference §3): 1 starting, 2 running, 3 stopped, 4 removed, 5 error
 STOPPED = 3
-
-
-def _redact(text: str) -> str:
-    try:
-        from ..redact import redact
-    except ImportError:  # pragma: no cover - the client helper's module
-        return text
-    return redact(text)
 
 
 class Problem(Exception):
@@ -107,22 +102,15 @@ class _Manifest:
         self._loaded = time.monotonic()
 
     def _load(self) -> frozenset[str]:
-        try:
-            from ..provision import read_manifest
-        except ImportError:  # pragma: no cover - until sphere_docs.provision lands
-            read_manifest = _read_manifest_json
+        from ..provision import read_manifest
+
         try:
             data = read_manifest(self.source)
-            projects = data.get("projects", []) if isinstance(data, dict) else None
-            if not isinstance(projects, list):
-                raise ValueError("no 'projects' list")
-            return frozenset(str(p).lower() for p in projects if PROJECT_ID_RE.match(str(p)))
-        except SettingsError:
-            raise
+            return frozenset(str(p).lower() for p in data.get("projects", []) if PROJECT_ID_RE.match(str(p)))
         except Exception as exc:
             raise setting_error("SPHERE_ENDPOINT_MANIFEST", self.source,
                                 "a readable sphere-workspaces.json (path or URL)",
-                                problem=f"unusable manifest ({_redact(str(exc))[:200]})") from None
+                                problem=f"unusable manifest ({redact(str(exc))[:200]})") from None
 
     def current(self) -> frozenset[str]:
         if self.refresh and time.monotonic() - self._loaded > self.refresh and self._lock.acquire(blocking=False):
@@ -136,34 +124,20 @@ class _Manifest:
         return self.projects
 
 
-def _read_manifest_json(source: str) -> Any:  # pragma: no cover - fallback reader
-    if re.match(r"^https?://", source):
-        import requests
-
-        answer = requests.get(source, timeout=10)
-        answer.raise_for_status()
-        return answer.json()
-    with open(source, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _upstream_problem(exc: Exception) -> Problem:
     """Map a client exception to the answer a reader gets (never the exception text)."""
-    from .. import client as c
-
     status = getattr(exc, "status", None)
-    timeout_cls = getattr(c, "ApiTimeout", None) or getattr(c, "TimeoutError_", None)
-    if isinstance(exc, c.RateLimitedError):
+    if isinstance(exc, api.RateLimitedError):
         wait = getattr(exc, "retry_after", None) or 30
         return Problem(429, "upstream_rate_limited",
                        "The workspace service is busy right now.", retry_after=wait)
-    if timeout_cls is not None and isinstance(exc, timeout_cls):
+    if isinstance(exc, api.ApiTimeout):
         return Problem(503, "upstream_timeout",
                        "The workspace service did not answer in time. Please try again.")
-    if isinstance(exc, c.MalformedResponseError):
+    if isinstance(exc, api.MalformedResponseError):
         return Problem(502, "upstream_error",
                        "The workspace service gave an answer that could not be understood. Please try again.")
-    if isinstance(exc, c.TransportError):
+    if isinstance(exc, api.TransportError):
         return Problem(503, "upstream_unavailable",
                        "The workspace service cannot be reached right now. Please try again in a moment.")
     if status == 503:
@@ -180,13 +154,8 @@ class EndpointApp:
                  client_factory: Callable[[], Any] | None = None):
         self.config = config
         self._token = token if token is not None else self._read_token(config)
-        try:
-            from ..redact import install_log_redaction, register_secret
-
-            register_secret(self._token)
-            install_log_redaction(["sphere_docs.endpoint", "werkzeug", "gunicorn.error", "gunicorn.access"])
-        except ImportError:  # pragma: no cover
-            pass
+        register_secret(self._token)
+        install_log_redaction(["sphere_docs.endpoint", "werkzeug", "gunicorn.error", "gunicorn.access"])
         key = (config.secret or "").encode()
         if not key:
             key = secrets.token_bytes(32)
@@ -228,11 +197,8 @@ class EndpointApp:
     # -- the API client, created lazily in each process (gunicorn forks after import)
 
     def _default_client(self) -> Any:
-        from ..client import ContainersClient
-        from ..settings import parse_endpoint
-
         # A reader is waiting: retry briefly, and pass a long Retry-After on to them instead.
-        return ContainersClient(parse_endpoint(self.config.api or "").api_base, self._token,
+        return api.ContainersClient(parse_endpoint(self.config.api or "").api_base, self._token,
                                 timeout=self.config.timeout, retries=self.config.retries,
                                 backoff=0.2, retry_after_max=2.0, pool_size=32)
 
@@ -266,7 +232,7 @@ class EndpointApp:
             if exc.retry_after is not None:
                 response.headers["Retry-After"] = str(exc.retry_after)
         except Exception:
-            log.error("internal error on %s %s", request.method, _redact(request.path), exc_info=True)
+            log.error("internal error on %s %s", request.method, redact(request.path), exc_info=True)
             failure = Problem(500, "internal_error", "The workspace service failed unexpectedly.")
             response = self._json(failure.body(), 500)
         response.headers.update(cors)
@@ -319,7 +285,7 @@ class EndpointApp:
             except Exception as exc:
                 problem = _upstream_problem(exc) if _is_client_error(exc) else Problem(
                     503, "upstream_unavailable", "The workspace service cannot be reached.")
-                log.warning("health check: API failed: %s", _redact(str(exc)))
+                log.warning("health check: API failed: %s", redact(str(exc)))
                 return self._json({"status": "unavailable", **problem.body()}, 503)
         return self._json({"status": "ok"})
 
@@ -382,11 +348,9 @@ class EndpointApp:
 
     def _reuse(self, workspace_id: str, project: str) -> Any:
         """The claimed workspace if it is still usable (resumed if needed), else None."""
-        from ..client import NotFoundError
-
         try:
             ws = self.client.get_workspace(workspace_id)
-        except NotFoundError:
+        except api.NotFoundError:
             return None
         except Exception as exc:
             raise self._upstream(exc, "get") from None
@@ -398,7 +362,7 @@ class EndpointApp:
             try:
                 self.client.resume(workspace_id)
                 return self.client.get_workspace(workspace_id)
-            except NotFoundError:
+            except api.NotFoundError:
                 return None
             except Exception as exc:
                 raise self._upstream(exc, "resume") from None
@@ -427,7 +391,7 @@ class EndpointApp:
         if not _is_client_error(exc):
             return exc
         problem = _upstream_problem(exc)
-        log.warning("API %s failed (%s): %s", action, problem.code, _redact(str(exc)))
+        log.warning("API %s failed (%s): %s", action, problem.code, redact(str(exc)))
         return problem
 
     def _answer(self, ws: Any, project: str, page: str, name: str, *, reused: bool) -> dict[str, Any]:
@@ -444,8 +408,4 @@ class EndpointApp:
 
 
 def _is_client_error(exc: Exception) -> bool:
-    try:
-        from ..client import SphereEngineError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, SphereEngineError)
+    return isinstance(exc, api.SphereEngineError)
