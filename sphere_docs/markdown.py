@@ -1,0 +1,722 @@
+"""Python-Markdown extension: the ```` ```{sphere-workspace} ```` fence.
+
+Usage, alone (plain Python-Markdown, Zensical, any engine that runs Markdown
+extensions)::
+
+    markdown.markdown(text, extensions=["sphere_workspaces"],
+                      extension_configs={"sphere_workspaces": {"endpoint": "...", "page": "intro.md"}})
+
+or, under MkDocs/ProperDocs, through the ``sphere-workspaces`` plugin, which
+appends a configured *instance* of :class:`SphereWorkspaceExtension` and
+resolves every build-mode embed of the build at once (``sphere_docs.mkdocs_``).
+
+How the directive is found, and why it survives nesting
+-------------------------------------------------------
+Fences are a line-level construct, so (like ``pymdownx.superfences``) a
+preprocessor scans the source line by line *before* ``fenced_code`` /
+``superfences`` / ``html_block`` see it.  It skips the content of every other
+fence (any length, backticks or tildes, any indentation) and of HTML comments,
+and replaces each directive with one marker line at the directive's own
+indentation (and ``>`` prefix).  Being a single line, the marker travels
+through every container the block parser knows — lists, admonitions,
+``pymdownx.details``, ``pymdownx.tabbed``, block quotes, ``md_in_html`` — and
+is *claimed* by :class:`_DirectiveBlockProcessor` wherever it ends up as a
+line of its own.  Only claimed directives become embeds.
+
+The scan is deliberately greedy, so a marker can also land where Markdown says
+the text is content: an indented code block (the ``code`` processor runs
+before ours), a paragraph continuation line, or a raw HTML block.  Those
+markers are never claimed; :class:`_RevertTreeprocessor` and the final
+postprocessor put the author's original text back, escaped as the context
+requires.  Errors of a directive are raised only when it is claimed, so a
+broken example shown in a code block is just text.
+
+Processors (name, priority):
+
+* preprocessor ``sphere_workspace`` (29): find directives, parse options,
+  replace with markers.  Runs after ``normalize_whitespace`` (30), before
+  ``meta`` (27), ``fenced_code_block`` (25) and ``html_block`` (20).
+* block processor ``sphere_workspace`` (76): claim a marker line, render the
+  caption as Markdown in place.  Below ``code`` (80) so indented code wins.
+* treeprocessor ``sphere_workspace_revert`` (25): unclaimed markers in text
+  and code go back to source text, before ``inline`` (20).
+* postprocessor ``sphere_workspace`` (25): after ``raw_html`` (30) restored
+  the caption's raw HTML, swap each claimed slot for the embed's HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import xml.etree.ElementTree as etree
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from markdown import Markdown
+from markdown.blockprocessors import BlockProcessor
+from markdown.extensions import Extension
+from markdown.postprocessors import Postprocessor
+from markdown.preprocessors import Preprocessor
+from markdown.treeprocessors import Treeprocessor
+from markdown.util import AtomicString, code_escape
+
+from . import html
+from .errors import SphereDocsError
+from .options import OptionError, WorkspaceSpec, default_name, parse_options
+from .settings import SETTINGS, SiteSettings
+
+__all__ = [
+    "DIRECTIVE",
+    "DirectiveError",
+    "Embed",
+    "SphereWorkspaceExtension",
+    "makeExtension",
+]
+
+log = logging.getLogger("sphere_docs.markdown")
+
+DIRECTIVE = "sphere-workspace"
+
+#: a fence line: indentation / block-quote prefix and maybe a list marker, 3+ backticks or tildes, info
+_FENCE_RE = re.compile(
+    r"^(?P<prefix>(?:[ \t]*>)*[ \t]*(?P<item>(?:[-*+]|\d{1,9}[.)])[ \t]+)?)"
+    r"(?P<fence>`{3,}|~{3,})(?P<info>.*)$"
+)
+_DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].*)?)$")
+#: a ``:name: value`` option line (value optional: a bare flag)
+_OPTION_RE = re.compile(r"^:(?P<name>[^:\s][^:]*):(?P<value>.*)$")
+_CODE_SPAN_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
+_MARKER = "\x02sphere-workspace:{}\x03"
+_MARKER_RE = re.compile("\x02sphere-workspace:(\\d+)\x03")
+_LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
+_MARKER_LINE_RE = re.compile("^\x02sphere-workspace:(\\d+)\x03[ \t]*$", re.MULTILINE)
+#: preprocessors that give block structure to Markdown and must see captions too
+_CAPTION_PREPROCESSORS = ("fenced_raw_block", "fenced_code_block", "html_block")
+#: settings that are not SiteSettings fields but extension-only knobs
+_EXTENSION_ONLY = ("page",)
+
+
+class DirectiveError(SphereDocsError, ValueError):
+    """A directive that cannot become an embed.
+
+    ``str(err)`` is the whole located sentence, e.g.
+    ``lessons/intro.md:12: sphere-workspace: unknown option 'heigth'; valid options: ...``.
+    ``page`` and ``line`` say where (``page`` is ``None`` when unknown);
+    ``option_error`` is the underlying :class:`OptionError` when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page: str | None,
+        line: int | None,
+        option_error: OptionError | None = None,
+    ):
+        self.page = page
+        self.line = line
+        self.option_error = option_error
+        self.message = message
+        super().__init__(_locate(page, line, message))
+
+
+def _locate(page: str | None, line: int | None, message: str) -> str:
+    where = ":".join(str(part) for part in (page, line) if part not in (None, ""))
+    return f"{where}: {message}" if where else message
+
+
+@dataclass
+class Embed:
+    """One embed of a document, as the extension rendered it.
+
+    ``marker`` is set for build-mode embeds whose workspace the plugin resolves
+    later: the document HTML then holds ``marker`` where the div belongs.
+    """
+
+    page: str
+    line: int
+    spec: WorkspaceSpec
+    caption_html: str | None = None
+    marker: str | None = None
+
+
+@dataclass
+class _Directive:
+    number: int
+    line: int  #: 1-based, in the page source
+    prefix: str  #: what precedes the opening fence on its line
+    cont: str  #: what precedes the following lines (a list marker becomes spaces)
+    raw: list[str]
+    spec: WorkspaceSpec | None = None
+    caption: str = ""
+    error: DirectiveError | None = None
+    claimed: bool = False
+
+
+@dataclass
+class _Document:
+    """Per-conversion state; replaced at the start of every conversion."""
+
+    page: str
+    line_offset: int
+    nonce: str = field(default_factory=lambda: secrets.token_hex(4))
+    directives: dict[int, _Directive] = field(default_factory=dict)
+    claimed: list[int] = field(default_factory=list)
+    embeds: list[Embed] = field(default_factory=list)
+    errors: list[DirectiveError] = field(default_factory=list)
+    has_lazy: bool = False  #: a lazy embed or a lazy fallback: the page needs the activation script
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def _strip_prefix(line: str, prefix: str) -> str | None:
+    """``line`` without the directive's indentation/quote prefix; ``None`` if it left the container."""
+    if not line.strip():
+        return ""
+    if line.startswith(prefix):
+        return line[len(prefix):]
+    if ">" in prefix:
+        bare = prefix.rstrip()
+        if line.rstrip() == bare:
+            return ""
+        # tolerate "> " vs ">" differences inside block quotes
+        if line.replace(" ", "").startswith(bare.replace(" ", "")):
+            return re.sub(r"^(?:[ \t]*>){%d}[ \t]?" % bare.count(">"), "", line)
+    return None
+
+
+def _closes(text: str, fence: str) -> bool:
+    stripped = text.strip()
+    return (
+        len(stripped) >= len(fence)
+        and stripped[0] == fence[0]
+        and stripped == stripped[0] * len(stripped)
+    )
+
+
+def _comment_state(line: str, in_comment: bool) -> bool:
+    """Whether an HTML comment is still open after ``line`` (code spans ignored)."""
+    text = line if in_comment else _CODE_SPAN_RE.sub("", line)
+    pos = 0
+    while True:
+        if in_comment:
+            end = text.find("-->", pos)
+            if end < 0:
+                return True
+            in_comment, pos = False, end + 3
+        else:
+            start = text.find("<!--", pos)
+            if start < 0:
+                return False
+            in_comment, pos = True, start + 4
+
+
+def _yaml_value(name: str, value: Any) -> str | bool | None:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        sep = " " if name.strip().lower() == "class" else ","
+        return sep.join(str(v) for v in value)
+    raise OptionError(name, value, "a single value (text, number or true/false)")
+
+
+class _DirectivePreprocessor(Preprocessor):
+    def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
+        super().__init__(md)
+        self.ext = ext
+
+    def run(self, lines: list[str]) -> list[str]:
+        doc = self.ext._start_document(self.md)
+        out: list[str] = []
+        in_comment = False
+        i, n = 0, len(lines)
+        while i < n:
+            line = lines[i]
+            if in_comment:
+                in_comment = _comment_state(line, True)
+                out.append(line)
+                i += 1
+                continue
+            m = _FENCE_RE.match(line)
+            if m and not (m["fence"][0] == "`" and "`" in m["info"]):
+                prefix, fence = m["prefix"], m["fence"]
+                # the lines of a fence opened on a list item line are indented like its text
+                cont = prefix[: len(prefix) - len(m["item"] or "")] + " " * len(m["item"] or "")
+                directive = _DIRECTIVE_INFO_RE.match(m["info"])
+                if directive:
+                    i = self._directive(doc, lines, i, prefix, cont, fence, directive["arg"], out)
+                    continue
+                # another fence: copy it through untouched, up to its closing line or container end
+                out.append(line)
+                i += 1
+                while i < n:
+                    inner = _strip_prefix(lines[i], cont)
+                    if inner is None:
+                        break
+                    out.append(lines[i])
+                    i += 1
+                    if _closes(inner, fence):
+                        break
+                continue
+            in_comment = _comment_state(line, False)
+            out.append(line)
+            i += 1
+        return out
+
+    def _directive(
+        self,
+        doc: _Document,
+        lines: list[str],
+        start: int,
+        prefix: str,
+        cont: str,
+        fence: str,
+        arg: str,
+        out: list[str],
+    ) -> int:
+        line_no = start + 1 + doc.line_offset
+        body: list[str] = []
+        end = start + 1
+        closed = False
+        while end < len(lines):
+            inner = _strip_prefix(lines[end], cont)
+            if inner is None:
+                break
+            end += 1
+            if _closes(inner, fence):
+                closed = True
+                break
+            body.append(inner)
+        number = len(doc.directives)
+        directive = _Directive(number, line_no, prefix, cont, lines[start:end])
+        doc.directives[number] = directive
+        if not closed:
+            directive.error = DirectiveError(
+                f"{DIRECTIVE}: the fence opened here is never closed; "
+                f"expected a closing {fence} line at the same indentation",
+                page=doc.page or None, line=line_no,
+            )
+        else:
+            try:
+                self._parse(doc, directive, arg, body)
+            except DirectiveError as err:
+                directive.error = err
+        out.append(prefix + _MARKER.format(number))
+        return end
+
+    def _parse(self, doc: _Document, directive: _Directive, arg: str, body: list[str]) -> None:
+        page, line_no = doc.page or None, directive.line
+        options: dict[str, Any] = {}
+        rest = body
+        try:
+            if body and body[0].strip() == "---":
+                close = next((k for k in range(1, len(body)) if body[k].strip() == "---"), None)
+                if close is None:
+                    raise DirectiveError(
+                        f"{DIRECTIVE}: the YAML option block is never closed; "
+                        "expected a line with --- after the options",
+                        page=page, line=line_no,
+                    )
+                options = self._yaml(body[1:close], page, line_no)
+                rest = body[close + 1:]
+            else:
+                k = 0
+                while k < len(body) and (m := _OPTION_RE.match(body[k])):
+                    name, value = m["name"].strip(), m["value"].strip()
+                    if name in options:
+                        raise DirectiveError(
+                            f"{DIRECTIVE}: option {name!r} is given twice; give each option once",
+                            page=page, line=line_no,
+                        )
+                    options[name] = value or None
+                    k += 1
+                rest = body[k:]
+            spec = parse_options(
+                arg.strip() or None,
+                options,
+                caption=_dedent(rest),
+                default_mode=self.ext.settings.mode,
+            )
+        except OptionError as err:
+            raise DirectiveError(err.describe(), page=page, line=line_no, option_error=err) from None
+        directive.spec = spec
+        directive.caption = self._caption_source(rest)
+
+    def _yaml(self, block: list[str], page: str | None, line_no: int) -> dict[str, Any]:
+        text = "\n".join(block)
+        try:
+            data = yaml.safe_load(text) if text.strip() else {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            where = ""
+            if mark is not None:
+                where = f" (line {line_no + 2 + mark.line}, column {mark.column + 1})"
+            raise DirectiveError(
+                f"{DIRECTIVE}: invalid YAML in the option block{where}: {problem}; "
+                "expected 'name: value' lines between the --- lines",
+                page=page, line=line_no,
+            ) from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise DirectiveError(
+                f"{DIRECTIVE}: the YAML option block is a {type(data).__name__}, not a mapping; "
+                "expected 'name: value' lines between the --- lines",
+                page=page, line=line_no,
+            )
+        return {str(k): _yaml_value(str(k), v) for k, v in data.items()}
+
+    def _caption_source(self, rest: list[str]) -> str:
+        """The caption's Markdown, run through the structural preprocessors that follow ours."""
+        text = _dedent(rest)
+        if not text.strip():
+            return ""
+        caption_lines = text.split("\n")
+        for name in _CAPTION_PREPROCESSORS:
+            if name in self.md.preprocessors:
+                caption_lines = self.md.preprocessors[name].run(caption_lines)
+        return "\n".join(caption_lines)
+
+
+def _dedent(lines: Sequence[str]) -> str:
+    """Strip blank edges and the common indentation."""
+    rows = list(lines)
+    while rows and not rows[0].strip():
+        rows.pop(0)
+    while rows and not rows[-1].strip():
+        rows.pop()
+    if not rows:
+        return ""
+    indent = min(len(r) - len(r.lstrip()) for r in rows if r.strip())
+    return "\n".join(r[indent:] if r.strip() else "" for r in rows)
+
+
+# --------------------------------------------------------------------------- block level
+
+
+class _DirectiveBlockProcessor(BlockProcessor):
+    def __init__(self, parser: Any, ext: SphereWorkspaceExtension):
+        super().__init__(parser)
+        self.ext = ext
+
+    def test(self, parent: etree.Element, block: str) -> bool:
+        return _MARKER_LINE_RE.search(block) is not None
+
+    def run(self, parent: etree.Element, blocks: list[str]) -> None:
+        block = blocks.pop(0)
+        m = _MARKER_LINE_RE.search(block)
+        assert m is not None
+        before, after = block[: m.start()], block[m.end():].lstrip("\n")
+        if before.strip():
+            self.parser.parseBlocks(parent, [before.rstrip("\n")])
+        if after.strip():
+            blocks.insert(0, after)
+        doc = self.ext._doc
+        directive = doc.directives.get(int(m.group(1))) if doc else None
+        if doc is None or directive is None or directive.claimed:
+            # not ours (cannot happen unless another extension copies markers); keep as text
+            etree.SubElement(parent, "p").text = m.group(0)
+            return
+        directive.claimed = True
+        doc.claimed.append(directive.number)
+        if directive.error is not None:
+            self.ext._directive_error(directive.error)
+        slot = etree.SubElement(parent, "div", {"data-sphere-slot": f"{doc.nonce}-{directive.number}"})
+        if directive.caption:
+            # a state of our own: in a tight list, paragraphs would otherwise lose their <p>
+            self.parser.state.set("sphere-workspace")
+            try:
+                self.parser.parseChunk(slot, directive.caption)
+            finally:
+                self.parser.state.reset()
+        # an element, not a comment: the inline processor cannot walk comments
+        etree.SubElement(slot, "span", {"data-sphere-slot-end": f"{doc.nonce}-{directive.number}"})
+
+
+def _restore(text: str, doc: _Document, *, escape: bool) -> str:
+    """Put the original source back for every marker in ``text``."""
+
+    def original(m: re.Match[str]) -> str:
+        directive = doc.directives.get(int(m.group("number")))
+        if directive is None:
+            return m.group(0)
+        lead = m.group("lead")
+        rows = [directive.raw[0][len(directive.prefix):]]
+        for row in directive.raw[1:]:
+            inner = _strip_prefix(row, directive.cont)
+            rows.append(lead + (inner if inner is not None else row.lstrip()))
+        source = "\n".join(rows)
+        return lead + (code_escape(source) if escape else source)
+
+    return _LEAD_MARKER_RE.sub(original, text)
+
+
+class _RevertTreeprocessor(Treeprocessor):
+    def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
+        super().__init__(md)
+        self.ext = ext
+
+    def run(self, root: etree.Element) -> None:
+        doc = self.ext._doc
+        if doc is None or not doc.directives:
+            return
+        for el in root.iter():
+            if el.text and "\x02sphere-workspace:" in el.text:
+                code = el.tag == "code" or isinstance(el.text, AtomicString)
+                restored = _restore(el.text, doc, escape=code)
+                el.text = AtomicString(restored) if isinstance(el.text, AtomicString) else restored
+            if el.tail and "\x02sphere-workspace:" in el.tail:
+                el.tail = _restore(el.tail, doc, escape=False)
+
+
+class _EmbedPostprocessor(Postprocessor):
+    def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
+        super().__init__(md)
+        self.ext = ext
+
+    def run(self, text: str) -> str:
+        doc = self.ext._doc
+        if doc is None or not doc.directives:
+            return text
+        text = _restore(text, doc, escape=False)  # markers left inside raw HTML blocks
+        if not doc.claimed:
+            return text
+        slot_re = re.compile(
+            r'<div data-sphere-slot="' + doc.nonce + r'-(\d+)">(.*?)'
+            r'<span data-sphere-slot-end="' + doc.nonce + r'-\1"></span>\s*</div>',
+            re.DOTALL,
+        )
+        captions: dict[int, str] = {int(m.group(1)): m.group(2).strip() for m in slot_re.finditer(text)}
+        rendered = self.ext._render_document(doc, captions)
+        first = [True]
+
+        def substitute(m: re.Match[str]) -> str:
+            out = rendered.get(int(m.group(1)), "")
+            if first[0] and out and not self.ext.deferred:
+                out = self.ext._assets(doc) + out
+            first[0] = False
+            return out
+
+        return slot_re.sub(substitute, text)
+
+
+# --------------------------------------------------------------------------- extension
+
+
+class SphereWorkspaceExtension(Extension):
+    """The ``{sphere-workspace}`` directive for Python-Markdown.
+
+    Configuration (all optional) — the site settings of
+    :data:`sphere_docs.settings.SETTINGS` (``endpoint``, ``mode``,
+    ``lazy_endpoint``, ``on_error``, ``concurrency``, ``timeout``, ``retries``,
+    ``cache``, ``token_env``, ``sdk_host``, ``sdk_https``) plus ``page``: the
+    document's path, used for stable embed names and the lazy endpoint (under
+    Zensical the page being rendered is found automatically).
+
+    Alone, build-mode embeds are provisioned synchronously per document and
+    the loader is emitted before the first embed.  The MkDocs plugin instead
+    constructs it with ``settings=`` and ``deferred=True``, calls
+    :meth:`begin_page` before each page, and collects :meth:`finish_page`.
+    """
+
+    def __init__(self, *, settings: SiteSettings | None = None, deferred: bool = False, **kwargs: Any):
+        self.config: dict[str, list[Any]] = {
+            name: [setting.default, setting.doc] for name, setting in SETTINGS.items()
+        }
+        self.config["page"] = ["", "path of the document (stable embed names, lazy endpoint requests)"]
+        super().__init__(**kwargs)
+        self._settings = settings
+        self.deferred = deferred
+        self._page: str | None = None
+        self._line_offset = 0
+        self._doc: _Document | None = None
+        self._md: Markdown | None = None
+
+    def setConfig(self, key: str, value: Any) -> None:
+        # Values go to SiteSettings unchanged: it owns the rules and the messages
+        # (the base class would coerce strings to booleans where the default is None).
+        if key not in self.config:
+            raise DirectiveError(
+                f"sphere_workspaces: unknown configuration {key!r}; valid: {', '.join(self.config)}",
+                page=None, line=None,
+            )
+        self.config[key][0] = value
+
+    @property
+    def settings(self) -> SiteSettings:
+        if self._settings is None:
+            values = {k: v for k, v in self.getConfigs().items() if k not in _EXTENSION_ONLY}
+            self._settings = SiteSettings.from_mapping(values, base_dir=Path.cwd())
+        return self._settings
+
+    def extendMarkdown(self, md: Markdown) -> None:
+        """Register the processors (see the module docstring for the order)."""
+        md.registerExtension(self)
+        self._md = md
+        _ = self.settings  # a bad setting fails here, not in the middle of a page
+        md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 29)
+        md.parser.blockprocessors.register(
+            _DirectiveBlockProcessor(md.parser, self), "sphere_workspace", 76
+        )
+        md.treeprocessors.register(_RevertTreeprocessor(md, self), "sphere_workspace_revert", 25)
+        md.postprocessors.register(_EmbedPostprocessor(md, self), "sphere_workspace", 25)
+
+    def reset(self) -> None:
+        self._doc = None
+
+    # -- the plugin's side
+
+    def begin_page(self, page: str, line_offset: int = 0) -> None:
+        """Name the next document (source path relative to the docs root) and its line offset."""
+        self._page = page
+        self._line_offset = line_offset
+        self._doc = None
+
+    def finish_page(self) -> tuple[list[Embed], list[DirectiveError]]:
+        """The embeds and errors of the last converted document, then forget them."""
+        doc, self._doc = self._doc, None
+        self._page, self._line_offset = None, 0
+        if doc is None:
+            return [], []
+        return doc.embeds, doc.errors
+
+    # -- internals
+
+    def _start_document(self, md: Markdown) -> _Document:
+        page = self._page or self.getConfig("page") or _zensical_page(md) or ""
+        self._doc = _Document(page=page, line_offset=self._line_offset)
+        return self._doc
+
+    def _directive_error(self, err: DirectiveError) -> None:
+        if not self.deferred:
+            raise err
+        assert self._doc is not None
+        self._doc.errors.append(err)
+
+    def _name_specs(self, doc: _Document) -> dict[int, WorkspaceSpec]:
+        ordered = sorted(doc.claimed, key=lambda n: doc.directives[n].line)
+        named: dict[int, WorkspaceSpec] = {}
+        seen: dict[str, int] = {}
+        for index, number in enumerate(ordered):
+            directive = doc.directives[number]
+            if directive.spec is None:
+                continue
+            spec = directive.spec
+            if not spec.name:
+                spec = spec.with_name(default_name(doc.page, index))
+            assert spec.name is not None
+            if spec.name in seen:
+                self._directive_error(DirectiveError(
+                    f"{DIRECTIVE}: duplicate value {spec.name!r} for option 'name'; "
+                    f"expected a name not used by another embed on this page (line {seen[spec.name]})",
+                    page=doc.page or None, line=directive.line,
+                ))
+                continue
+            seen[spec.name] = directive.line
+            named[number] = spec
+        return named
+
+    def _render_document(self, doc: _Document, captions: Mapping[int, str]) -> dict[int, str]:
+        """HTML for every claimed directive, keyed by its number."""
+        named = self._name_specs(doc)
+        out: dict[int, str] = {}
+        build: list[tuple[int, Embed]] = []
+        for number in doc.claimed:
+            directive = doc.directives[number]
+            spec = named.get(number)
+            if spec is None:
+                err = directive.error
+                out[number] = _error_box(str(err) if err else "invalid embed")
+                continue
+            caption = captions.get(number) or None
+            embed = Embed(doc.page, directive.line, spec, caption)
+            if spec.mode == "lazy":
+                endpoint = self.settings.lazy_endpoint
+                if not endpoint:
+                    self._directive_error(DirectiveError(
+                        f"{DIRECTIVE}: lazy mode needs the lazy_endpoint setting "
+                        "(the URL of your lazy endpoint); expected lazy_endpoint in the site settings",
+                        page=doc.page or None, line=directive.line,
+                    ))
+                    out[number] = _error_box("lazy mode needs the lazy_endpoint setting")
+                    continue
+                out[number] = html.lazy_placeholder(
+                    spec, page=doc.page, lazy_endpoint=endpoint, caption_html=caption
+                )
+                doc.has_lazy = True
+            elif self.deferred:
+                embed.marker = f'<div data-sphere-pending="{doc.nonce}-{number}"></div>'
+                out[number] = embed.marker
+            else:
+                build.append((number, embed))
+            doc.embeds.append(embed)
+        if build:
+            out.update(self._provision_alone(doc, build))
+        return out
+
+    def _provision_alone(self, doc: _Document, build: list[tuple[int, Embed]]) -> dict[int, str]:
+        """Used alone: create/reuse this document's build-mode workspaces right now."""
+        from .provision import EmbedRequest, Provisioner  # the client stack only when needed
+
+        settings = self.settings
+        settings.token()  # SettingsError naming the variable, before any request
+        requests = [EmbedRequest(page=doc.page, spec=e.spec, line=e.line) for _, e in build]
+        provisioner = Provisioner(settings, logger=log)
+        try:
+            resolved = provisioner.resolve(requests)
+        finally:
+            provisioner.close()
+        out: dict[int, str] = {}
+        for (number, embed), request in zip(build, requests):
+            resolution = resolved[request.key]
+            out[number] = render_resolution(embed, resolution, settings)
+            doc.has_lazy = doc.has_lazy or (resolution.fallback == "lazy" and bool(settings.lazy_endpoint))
+        return out
+
+    def _assets(self, doc: _Document) -> str:
+        return html.loader_snippet(*self.settings.sdk) + html.page_assets(lazy=doc.has_lazy)
+
+
+def render_resolution(embed: Embed, resolution: Any, settings: SiteSettings) -> str:
+    """The HTML of a build-mode embed once its :class:`~sphere_docs.provision.Resolution` is known."""
+    spec, caption = embed.spec, embed.caption_html
+    if resolution.fallback is None and resolution.workspace_id:
+        return html.workspace_div(
+            spec, resolution.workspace_id, resolution.workspace_token, caption_html=caption
+        )
+    if resolution.fallback == "lazy" and settings.lazy_endpoint:
+        return html.lazy_placeholder(
+            spec, page=embed.page, lazy_endpoint=settings.lazy_endpoint, caption_html=caption
+        )
+    reason = resolution.reason or "the workspace could not be created when this page was built"
+    return html.unavailable_placeholder(spec, reason, caption_html=caption)
+
+
+def _error_box(message: str) -> str:
+    return (
+        '<div class="sphere-workspace sphere-workspace--unavailable" data-sphere-mode="error" role="note">'
+        '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
+        f"{html.esc(message)}</p></div>"
+    )
+
+
+def _zensical_page(md: Markdown) -> str | None:
+    """Zensical registers a context preprocessor carrying the page being rendered."""
+    for processor in md.preprocessors:
+        page = getattr(processor, "page", None)
+        path = getattr(page, "path", None)
+        if isinstance(path, str) and path:
+            return path.replace("\\", "/")
+    return None
+
+
+def makeExtension(**kwargs: Any) -> SphereWorkspaceExtension:
+    return SphereWorkspaceExtension(**kwargs)
