@@ -104,10 +104,13 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
     """``env-updated``: give every pending build-mode embed a workspace, all at once.
 
     Pending means: read in this build (new, or its document changed), or left
-    without a workspace by an earlier build (API down, on_error placeholder),
+    without a workspace by an earlier build (API down, on_error placeholder,
+    or a LaTeX/text build sharing the environment, which never provisions),
     which is retried.  An unchanged document's embeds are not touched, not even
     checked.  Returns the documents whose output must be rewritten.
     """
+    if not is_interactive(app.builder):
+        return []  # LaTeX, text, epub...: the fallback needs no workspace (and no token)
     data = env_data(env)
     pending = data.pending()
     if not pending:
@@ -115,74 +118,78 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
     settings = sphere_config.site_settings(app.config, app.confdir)
     started = time.perf_counter()
     outcomes = _resolve(settings, pending)
-    created = 0
     for embed in pending:
         outcome = outcomes[embed.key]
         data.outcomes[embed.key] = outcome
-        created += outcome.created
         if outcome.workspace_id is None:
+            what = ("falling back to a lazy embed" if outcome.fallback == "lazy"
+                    else "showing a placeholder")
             logger.warning(
-                f"sphere-workspace: workspace for project {embed.spec.project_id} not created "
-                f"({outcome.reason}); rendered as {outcome.fallback or 'placeholder'}",
+                f"sphere-workspaces: workspace for project {embed.spec.project_id} "
+                f"unavailable ({outcome.reason}); {what}",
                 location=(embed.docname, embed.line), type="sphere", subtype="api",
             )
     logger.info(
-        f"sphere-workspaces: {len(pending)} build-mode embed(s) provisioned "
-        f"({created} created) in {time.perf_counter() - started:.2f}s"
+        f"sphere-workspaces: {len(pending)} build-mode embed(s) resolved "
+        f"in {time.perf_counter() - started:.2f}s"
     )
     return sorted({embed.docname for embed in pending})
 
 
-def _provision_log() -> stdlib_logging.Logger:
-    """The logger handed to the Provisioner: its records reach Sphinx's log as verbose lines.
-
-    Fallback warnings are reported by :func:`provision_pending` itself, with the
-    document and line as Sphinx location and ``[sphere.api]``, so that
-    ``suppress_warnings`` and ``-W`` apply to them.
-    """
-    log = stdlib_logging.getLogger("sphere_docs.sphinx.provision")
-    log.propagate = False
-    if not any(isinstance(h, _ToSphinx) for h in log.handlers):
-        log.addHandler(_ToSphinx())
-    log.setLevel(stdlib_logging.INFO)
-    return log
-
-
 class _ToSphinx(stdlib_logging.Handler):
+    """Hands the Provisioner's log records to Sphinx's logger.
+
+    Its per-embed fallback warnings are skipped here: :func:`provision_pending`
+    reports each one itself with the document and line as Sphinx location and
+    ``[sphere.api]``, so that ``suppress_warnings`` and ``-W`` apply.  Other
+    warnings (an unreadable ledger, ...) become ``[sphere.api]`` warnings too.
+    """
+
     def emit(self, record: stdlib_logging.LogRecord) -> None:
         try:
-            logger.verbose("sphere-workspaces: %s", record.getMessage())
+            text = record.getMessage()
+            if record.levelno >= stdlib_logging.WARNING:
+                if " unavailable (" not in text:
+                    logger.warning(text, type="sphere", subtype="api")
+            elif record.levelno >= stdlib_logging.INFO:
+                logger.info(text)
+            else:
+                logger.debug(text)
         except Exception:  # a log line must never break the build
             self.handleError(record)
 
 
-def _progress(done: int, total: int) -> None:
-    step = max(1, total // 10)
-    if done == total or done % step == 0:
-        logger.info(f"sphere-workspaces: provisioning {done}/{total}")
+def _provision_log() -> stdlib_logging.Logger:
+    log = stdlib_logging.getLogger("sphere_docs.sphinx.provision")
+    log.propagate = False
+    log.setLevel(stdlib_logging.DEBUG)
+    if not any(isinstance(h, _ToSphinx) for h in log.handlers):
+        log.addHandler(_ToSphinx())
+    return log
+
+
+def _reason(err: SettingsError) -> str:
+    return sphere_config.sphinx_message(err).removeprefix("sphere-workspaces: ")
 
 
 def _resolve(settings: SiteSettings, pending: list[Embed]) -> dict[str, Outcome]:
     from ..provision import EmbedRequest, Provisioner, ProvisionError
 
     requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
-    provisioner = None
+    provisioner = Provisioner(settings, logger=_provision_log())
     try:
-        provisioner = Provisioner(settings, logger=_provision_log(), progress=_progress)
         results = provisioner.resolve(requests)
     except ProvisionError as err:
         raise SphereBuildError(str(err)) from None
     except SettingsError as err:
-        # No endpoint or no token: the site cannot provision at all.
-        message = sphere_config.sphinx_message(err)
+        # No endpoint or no token: nothing can be provisioned.
         if settings.on_error == "fail":
-            raise SphereBuildError(message) from None
-        return {e.key: Outcome(fallback=settings.on_error, reason=message) for e in pending}
+            raise SphereBuildError(sphere_config.sphinx_message(err)) from None
+        return {e.key: Outcome(fallback=settings.on_error, reason=_reason(err)) for e in pending}
     except SphereDocsError as err:  # anything else the core reports on purpose
         raise SphereBuildError(str(err)) from None
     finally:
-        if provisioner is not None:
-            provisioner.close()
+        provisioner.close()
     outcomes = {}
     for embed, request in zip(pending, requests, strict=True):
         res = results[request.key]

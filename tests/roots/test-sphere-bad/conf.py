@@ -1,0 +1,6 @@
+# Every kind of bad embed; tests pin each warning with its file:line.
+extensions = ["sphere_docs.sphinx", "myst_parser"]
+project = "Sphere bad input"
+exclude_patterns = ["_build"]
+sphere_endpoint = "http://127.0.0.1:9"  # replaced by the emulator's URL in tests
+sphere_lazy_endpoint = "http://127.0.0.1:9/sphere/workspaces"
