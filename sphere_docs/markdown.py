@@ -169,6 +169,7 @@ class _Document:
     embeds: list[Embed] = field(default_factory=list)
     errors: list[DirectiveError] = field(default_factory=list)
     has_lazy: bool = False  #: a lazy embed or a lazy fallback: the page needs the activation script
+    rendered: dict[int, str] | None = None  #: HTML per claimed directive, once rendered
 
 
 # --------------------------------------------------------------------------- scanning
@@ -186,7 +187,7 @@ def _strip_prefix(line: str, prefix: str) -> str | None:
             return ""
         # tolerate "> " vs ">" differences inside block quotes
         if line.replace(" ", "").startswith(bare.replace(" ", "")):
-            return re.sub(r"^(?:[ \t]*>){%d}[ \t]?" % bare.count(">"), "", line)
+            return re.sub(r"^(?:[ \t]*>){" + str(bare.count(">")) + r"}[ \t]?", "", line)
     return None
 
 
@@ -495,7 +496,18 @@ class _EmbedPostprocessor(Postprocessor):
             re.DOTALL,
         )
         captions: dict[int, str] = {int(m.group(1)): m.group(2).strip() for m in slot_re.finditer(text)}
-        rendered = self.ext._render_document(doc, captions)
+        if not captions or doc.rendered is not None:
+            # toc and MkDocs run the postprocessors on heading text too: only the document counts
+            return text
+        missing = [n for n in doc.claimed if n not in captions]
+        for number in missing:
+            directive = doc.directives[number]
+            self.ext._directive_error(DirectiveError(
+                f"{DIRECTIVE}: the embed was lost while the page was rendered "
+                "(another extension removed it); expected it in the page",
+                page=doc.page or None, line=directive.line,
+            ))
+        rendered = doc.rendered = self.ext._render_document(doc, captions)
         first = [True]
 
         def substitute(m: re.Match[str]) -> str:
@@ -675,7 +687,7 @@ class SphereWorkspaceExtension(Extension):
         finally:
             provisioner.close()
         out: dict[int, str] = {}
-        for (number, embed), request in zip(build, requests):
+        for (number, embed), request in zip(build, requests, strict=True):
             resolution = resolved[request.key]
             out[number] = render_resolution(embed, resolution, settings)
             doc.has_lazy = doc.has_lazy or (resolution.fallback == "lazy" and bool(settings.lazy_endpoint))

@@ -1,0 +1,320 @@
+"""The MkDocs (and ProperDocs) plugin ``sphere-workspaces`` — a thin adapter.
+
+``mkdocs.yml``::
+
+    markdown_extensions: [admonition, pymdownx.superfences]   # whatever the site uses
+    plugins:
+      - search
+      - sphere-workspaces:
+          endpoint: 12345678.containers.sphere-engine.com
+          lazy_endpoint: https://workspaces.example.org/workspaces
+
+How a build goes (each step is one hook):
+
+``on_config``
+    validate the settings (one schema: :meth:`SiteSettings.from_mapping`) and
+    append an *instance* of :class:`~sphere_docs.markdown.SphereWorkspaceExtension`
+    in deferred mode to ``markdown_extensions``.
+``on_page_markdown`` / ``on_page_content``
+    tell the extension which page it renders (and the front matter's line
+    offset, so messages name the real line), then collect the page's embeds
+    and errors.  Build-mode embeds are left as placeholders.
+``on_env``
+    after every page is rendered and before any template: fail on bad
+    directives (all of them at once), then resolve every build-mode embed of
+    the build in ONE concurrent :meth:`Provisioner.resolve` call and put each
+    div into its page's content.
+``on_post_page``
+    inject the SDK loader and our assets right after ``<body>`` on pages with
+    embeds, and on no other page.
+``on_post_build``
+    write ``sphere-workspaces.json`` (the lazy endpoint's allow-list).
+
+Errors become :class:`~mkdocs.exceptions.PluginError` carrying the package's
+own message (``page.md:12: sphere-workspace: unknown option ...``), logged on
+``mkdocs.plugins.sphere_workspaces`` as well.  Warnings (placeholders) go to the
+same logger, so ``mkdocs build --strict`` fails on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config import base
+from mkdocs.config import config_options as c
+from mkdocs.config.base import ValidationError
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import BasePlugin, event_priority
+from mkdocs.structure.files import Files
+from mkdocs.structure.pages import Page
+
+from . import html
+from .errors import SettingsError, SphereDocsError
+from .markdown import DirectiveError, Embed, SphereWorkspaceExtension, render_resolution
+from .options import WorkspaceSpec
+from .settings import SETTINGS, SiteSettings
+
+__all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
+
+log = logging.getLogger("mkdocs.plugins.sphere_workspaces")
+
+MANIFEST = "sphere-workspaces.json"
+_OWN_EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
+
+
+class SphereWorkspacesConfig(base.Config):
+    """Settings of the ``sphere-workspaces`` plugin (the same names as Sphinx's ``sphere_*``).
+
+    Types are checked here; values (ranges, choices, URLs) by
+    :meth:`SiteSettings.from_mapping`, so both front ends share one set of rules
+    and messages.  The access token is never a setting: see ``token_env``.
+    """
+
+    endpoint = c.Optional(c.Type(str))
+    """Containers API endpoint: the customer host (https implied) such as
+    ``12345678.containers.sphere-engine.com``, or a full base URL such as
+    ``http://127.0.0.1:8123`` for the emulator.  Needed for build mode; the SDK
+    host follows it unless ``sdk_host`` is set."""
+
+    mode = c.Type(str, default=SETTINGS["mode"].default)
+    """Default mode of embeds without ``:mode:``: ``build`` (create the workspace
+    when the site is built) or ``lazy`` (per reader, through the lazy endpoint)."""
+
+    lazy_endpoint = c.Optional(c.Type(str))
+    """URL of the lazy endpoint, the ``POST`` target of lazy embeds.  Needed for
+    lazy embeds and for ``on_error: lazy``."""
+
+    on_error = c.Type(str, default=SETTINGS["on_error"].default)
+    """What a build does when a workspace cannot be created: ``fail`` (stop with a
+    message naming page and project), ``placeholder`` (a visible "workspace
+    unavailable" box and a warning) or ``lazy`` (fall back to a lazy embed)."""
+
+    concurrency = c.Type(int, default=SETTINGS["concurrency"].default)
+    """API calls in flight at once while provisioning (1 to 64)."""
+
+    timeout = c.Type((int, float), default=SETTINGS["timeout"].default)
+    """Timeout of each API call, in seconds."""
+
+    retries = c.Type(int, default=SETTINGS["retries"].default)
+    """Retries of a failed API call (connect errors, 429, 502/503/504), 0 to 10."""
+
+    cache = c.Type(str, default=SETTINGS["cache"].default)
+    """Folder of the ledger of created workspaces, relative to ``mkdocs.yml``.
+    Keep it out of ``docs_dir`` so it is never published."""
+
+    token_env = c.Type(str, default=SETTINGS["token_env"].default)
+    """Name of the environment variable holding the API access token (the token
+    itself is never written in a config file)."""
+
+    sdk_host = c.Optional(c.Type(str))
+    """Host (and port) the SDK loader fetches ``/static/sdk/sdk.min.js`` from;
+    defaults to the endpoint's host."""
+
+    sdk_https = c.Optional(c.Type(bool))
+    """Load the SDK over https; defaults to the endpoint's scheme."""
+
+    def validate(self) -> tuple[list[tuple[str, Exception]], list[tuple[str, str]]]:
+        failed, warnings = super().validate()
+        if not failed:
+            try:
+                settings_from(self)
+            except SettingsError as err:
+                failed.append((err.setting, ValidationError(str(err))))
+        return failed, warnings
+
+
+def settings_from(config: SphereWorkspacesConfig, base_dir: Path | str = ".") -> SiteSettings:
+    """The plugin's options as validated :class:`SiteSettings` (raises :class:`SettingsError`)."""
+    settings = SiteSettings.from_mapping({name: config[name] for name in SETTINGS}, base_dir=base_dir)
+    if settings.on_error == "lazy" and not settings.lazy_endpoint:
+        raise SettingsError(
+            "lazy_endpoint", None,
+            "the URL of the lazy endpoint, because on_error: lazy falls back to lazy embeds",
+            problem="missing setting",
+        )
+    return settings
+
+
+class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
+    """Live Sphere Engine workspaces in MkDocs pages; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.settings: SiteSettings | None = None
+        self.extension: SphereWorkspaceExtension | None = None
+        self._reset_build()
+
+    def _reset_build(self) -> None:
+        self.embeds: dict[str, list[Embed]] = {}  # src_uri -> embeds, pages of this build
+        self.pages: dict[str, Page] = {}
+        self.errors: list[DirectiveError] = []
+        self.lazy_pages: set[str] = set()  # pages that need the activation script
+        self.rendered: set[str] = set()  # pages whose Markdown this build rendered
+        self.scope = "mkdocs"
+
+    # -- hooks
+
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        self._reset_build()
+        config_file = Path(config.config_file_path) if config.config_file_path else None
+        base_dir = config_file.parent if config_file else Path.cwd()
+        try:
+            self.settings = settings_from(self.config, base_dir)
+        except SettingsError as err:
+            raise self._fail(str(err)) from None
+        self.scope = f"mkdocs:{config_file.resolve() if config_file else base_dir.resolve()}"
+        self.extension = SphereWorkspaceExtension(settings=self.settings, deferred=True)
+        kept: list[Any] = []
+        for ext in config.markdown_extensions:
+            if isinstance(ext, SphereWorkspaceExtension):
+                continue
+            if ext in _OWN_EXTENSION_NAMES:
+                log.info(
+                    "sphere-workspaces: the plugin provides the %s extension; "
+                    "its markdown_extensions entry is not needed", ext,
+                )
+                config.mdx_configs.pop(ext, None)
+                continue
+            kept.append(ext)
+        config.markdown_extensions = [*kept, self.extension]  # type: ignore[list-item]  # instances are accepted
+        return config
+
+    @event_priority(-100)  # last, so the offset is measured on the Markdown that is rendered
+    def on_page_markdown(self, markdown: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        assert self.extension is not None
+        self.extension.begin_page(page.file.src_uri, _front_matter_lines(page, markdown))
+        return markdown
+
+    @event_priority(100)  # first, before other plugins rewrite the content
+    def on_page_content(self, html_: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        assert self.extension is not None
+        src = page.file.src_uri
+        embeds, errors = self.extension.finish_page()
+        self.rendered.add(src)
+        for err in errors:
+            log.error(str(err))
+        self.errors.extend(errors)
+        if embeds:
+            self.embeds[src] = embeds
+            self.pages[src] = page
+        return html_
+
+    def on_env(self, env: Any, /, *, config: MkDocsConfig, files: Files) -> Any:
+        if self.errors:
+            raise PluginError("\n".join(str(err) for err in self.errors))
+        if not self.embeds:
+            return env
+        settings = self._settings()
+        try:
+            settings.sdk  # noqa: B018  (the loader needs a host: fail before any request)
+        except SettingsError as err:
+            raise self._fail(str(err)) from None
+        resolutions = self._resolve(settings)
+        for src, embeds in self.embeds.items():
+            page = self.pages[src]
+            content = page.content or ""
+            for embed in embeds:
+                if embed.spec.mode == "lazy":
+                    self.lazy_pages.add(src)
+                if embed.marker is None:
+                    continue
+                resolution = resolutions[f"{src}#{embed.spec.name}"]
+                if resolution.fallback == "lazy":
+                    self.lazy_pages.add(src)
+                if embed.marker not in content:
+                    raise self._fail(
+                        f"{src}:{embed.line}: sphere-workspace: the embed is missing from the "
+                        "rendered page; another plugin changed the page content before "
+                        "sphere-workspaces could fill it in"
+                    )
+                content = content.replace(embed.marker, render_resolution(embed, resolution, settings), 1)
+            page.content = content
+        return env
+
+    @event_priority(100)  # inject before minifiers and other post-processing run
+    def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str:
+        src = page.file.src_uri
+        if src not in self.embeds:
+            return output
+        settings = self._settings()
+        snippet = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=src in self.lazy_pages)
+        return html.inject_after_body(output, snippet)
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        from .provision import write_manifest
+
+        entries: list[tuple[str, WorkspaceSpec]] = [
+            (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
+        ]
+        entries.extend(self._carried_over(Path(config.site_dir) / MANIFEST, config))
+        write_manifest(Path(config.site_dir) / MANIFEST, entries)
+
+    # -- helpers
+
+    def _settings(self) -> SiteSettings:
+        if self.settings is None:  # pragma: no cover - on_config always runs first
+            raise PluginError("sphere-workspaces: the plugin was not configured")
+        return self.settings
+
+    def _resolve(self, settings: SiteSettings) -> dict[str, Any]:
+        from .provision import EmbedRequest, Provisioner, ProvisionError
+
+        requests = [
+            EmbedRequest(page=src, spec=embed.spec, line=embed.line)
+            for src, embeds in self.embeds.items()
+            for embed in embeds
+            if embed.marker is not None
+        ]
+        if not requests:
+            return {}
+        try:
+            settings.token()  # the message names the variable to set
+            settings.api  # noqa: B018  (missing endpoint: a message, not a traceback)
+            with Provisioner(settings, logger=log, scope=self.scope) as provisioner:
+                return provisioner.resolve(requests)
+        except (SettingsError, ProvisionError) as err:
+            raise self._fail(str(err)) from None
+        except SphereDocsError as err:
+            raise self._fail(f"sphere-workspaces: {err}") from None
+
+    def _carried_over(self, manifest: Path, config: MkDocsConfig) -> Iterable[tuple[str, WorkspaceSpec]]:
+        """In a ``--dirty`` build, keep the manifest entries of pages that were not re-rendered."""
+        if not manifest.is_file():
+            return []
+        from .provision import ManifestError, read_manifest
+
+        try:
+            old = read_manifest(str(manifest))
+        except ManifestError:
+            return []
+        docs_dir = Path(config.docs_dir)
+        carried: list[tuple[str, WorkspaceSpec]] = []
+        for src, items in old["pages"].items():
+            if src in self.rendered or not (docs_dir / src).is_file():
+                continue
+            for item in items:
+                carried.append((src, WorkspaceSpec(
+                    project_id=item["project_id"], mode=item.get("mode", "build"), name=item.get("name"),
+                )))
+        return carried
+
+    @staticmethod
+    def _fail(message: str) -> PluginError:
+        log.error(message)
+        return PluginError(message)
+
+
+def _front_matter_lines(page: Page, markdown: str) -> int:
+    """How many source lines precede ``markdown`` in the page's file (the YAML front matter)."""
+    try:
+        source = page.file.content_string
+    except (OSError, UnicodeDecodeError):
+        return 0
+    source = source.replace("\r\n", "\n")
+    markdown = markdown.replace("\r\n", "\n")
+    if markdown and source.endswith(markdown):
+        return source[: len(source) - len(markdown)].count("\n")
+    return 0
