@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
 from sphere_docs.cli import main
@@ -97,9 +98,9 @@ def test_already_gone_counts_as_removed(emulator, tmp_path, capsys):
     cache = tmp_path / "cache"
     first = build(emulator.url, cache, [A, B])
     build(emulator.url, cache, [A])
-    with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:
-        client.remove(first[B.key].workspace_id)
-    emulator.app.reset_stats()
+    # the account forgot every workspace (the emulator's reset with workspaces=1): remove → 404
+    requests.post(emulator.url + "/_emulator/reset", params={"workspaces": "1"}, timeout=5)
+    assert emulator.app.workspace(first[B.key].workspace_id) is None
     out = io.StringIO()
     result = prune(cache, client_factory=lambda base: ContainersClient(base, SECRET_TOKEN), out=out)
     assert len(result.removed) == 1 and not result.failed
