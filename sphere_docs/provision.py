@@ -263,6 +263,7 @@ class _Outcome:
     created: bool = False
     error: SphereEngineError | None = None
     replaced: Workspace | None = None  #: a dead workspace this one replaces
+    skipped: bool = False  #: not attempted: an earlier failure stopped the build (on_error=fail)
 
 
 class Provisioner:
@@ -325,6 +326,7 @@ class Provisioner:
         results: dict[str, Resolution] = {}
         unique: dict[str, EmbedRequest] = {}
         aliases: dict[str, list[EmbedRequest]] = {}
+        page_keys: set[str] = set()
         for request in requests:
             if not request.spec.name:
                 raise ValueError(f"{request.where}: the embed has no name; front ends must set one "
@@ -336,11 +338,11 @@ class Provisioner:
             if lkey in unique:
                 aliases[lkey].append(request)
                 continue
-            clash = next((r for r in unique.values() if r.key == request.key), None)
-            if clash is not None:
+            if request.key in page_keys:
                 self.logger.warning(
                     "sphere-workspaces: %s: two embeds named %r on page %s; the later one wins",
                     request.where, request.spec.name, request.page)
+            page_keys.add(request.key)
             unique[lkey] = request
             aliases[lkey] = [request]
         if not unique:
@@ -369,7 +371,8 @@ class Provisioner:
             if outcome.workspace is not None:
                 created += outcome.created
                 reused += not outcome.created
-        cancelled = [r for lkey, r in unique.items() if lkey not in {o.lkey for o in final}]
+        finished = {o.lkey for o in final}
+        cancelled = [r for lkey, r in unique.items() if lkey not in finished]
         self.logger.info(
             "sphere-workspaces: %d workspace(s) ready: %d reused, %d created%s",
             created + reused, reused, created,
@@ -417,16 +420,20 @@ class Provisioner:
         last_log = time.monotonic()
         step = max(1, total // 10)
         stop_early = self.settings.on_error == "fail"
+        stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sphere-provision")
         futures: dict[Future[_Outcome], str] = {}
         try:
             for lkey, request in unique.items():
                 entry = snapshot.get(lkey)
-                futures[pool.submit(self._one, client, lkey, request, entry)] = lkey
+                futures[pool.submit(self._guarded, stop if stop_early else None, client, lkey,
+                                    request, entry)] = lkey
             chatty = total >= PROGRESS_MIN_TOTAL
             self._report(0, total, force=chatty)
             for future in as_completed(futures):
                 outcome = future.result()
+                if outcome.skipped:
+                    continue
                 outcomes.append(outcome)
                 done += 1
                 now = time.monotonic()
@@ -443,7 +450,8 @@ class Provisioner:
             pool.shutdown(wait=True)
         seen = {o.lkey for o in outcomes}
         for future, lkey in futures.items():  # finished while we were stopping early
-            if lkey not in seen and future.done() and not future.cancelled():
+            if lkey not in seen and future.done() and not future.cancelled() \
+                    and not future.result().skipped:
                 outcomes.append(future.result())
         return outcomes
 
@@ -455,6 +463,16 @@ class Provisioner:
                 self.logger.debug("sphere-workspaces: progress callback failed", exc_info=True)
         if force:
             self.logger.info("sphere-workspaces: provisioning %d/%d", done, total)
+
+    def _guarded(self, stop: threading.Event | None, client: ContainersClient, lkey: str,
+                 request: EmbedRequest, entry: Mapping[str, Any] | None) -> _Outcome:
+        """:meth:`_one`, unless an earlier failure already stopped the build."""
+        if stop is not None and stop.is_set():
+            return _Outcome(lkey, request, skipped=True)
+        outcome = self._one(client, lkey, request, entry)
+        if stop is not None and outcome.error is not None:
+            stop.set()  # workers skip what they pick up next; in-flight calls finish
+        return outcome
 
     def _one(self, client: ContainersClient, lkey: str, request: EmbedRequest,
              entry: Mapping[str, Any] | None) -> _Outcome:

@@ -547,3 +547,21 @@ def test_emulator_server_fixture_is_separate(tmp_path, access_token):
         assert a.count("POST /workspaces") == b.count("POST /workspaces") == 1
         data = Ledger(tmp_path / "cache").read()
         assert {e["endpoint"] for e in data["entries"].values()} == {a.url + "/api/v1", b.url + "/api/v1"}
+
+
+def test_fail_stops_early(emulator, tmp_path):
+    emulator.set_faults(rate=1.0, status=503)
+    settings = site(emulator.url, tmp_path, on_error="fail", concurrency=1)
+    with Provisioner(settings, client=fast_client(emulator.url, retries=1)) as prov, \
+            pytest.raises(ProvisionError, match=r"\(and 4 more embed\(s\) not provisioned\)$"):
+        prov.resolve([embed(f"p{i}.md") for i in range(5)])
+    assert emulator.count("POST /workspaces") == 2  # one embed tried (with its retry), then stop
+
+
+def test_two_embeds_with_one_name_warn(emulator, tmp_path, caplog):
+    first = embed("index.md", 0, line=3)
+    clash = EmbedRequest("index.md", embed("index.md", 0, inactivity_timeout="5").spec, 9)
+    with Provisioner(site(emulator.url, tmp_path)) as prov:
+        result = prov.resolve([first, clash])
+    assert "sphere-workspaces: index.md:9: two embeds named" in caplog.text
+    assert list(result) == [first.key]
