@@ -125,8 +125,9 @@ class DirectiveError(SphereDocsError, ValueError):
 
 
 def _locate(page: str | None, line: int | None, message: str) -> str:
-    where = ":".join(str(part) for part in (page, line) if part not in (None, ""))
-    return f"{where}: {message}" if where else message
+    if not page:
+        return f"line {line}: {message}" if line else message
+    return f"{page}:{line}: {message}" if line else f"{page}: {message}"
 
 
 @dataclass
