@@ -66,6 +66,7 @@ in the same project) would publish it on a public page.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import random
 import time
@@ -409,6 +410,9 @@ class _ApiRetry(Retry):
         return fresh
 
 
+_RETRY_HAS_OTHER = "other" in inspect.signature(Retry.__init__).parameters
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -448,12 +452,13 @@ class ContainersClient:
 
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
+        extra: dict[str, Any] = {"other": 0} if _RETRY_HAS_OTHER else {}  # urllib3 >= 1.26.?
         retry = _ApiRetry(
+            **extra,
             total=self.retries,
             connect=self.retries,
             read=self.retries,
             status=self.retries,
-            other=0,
             redirect=0,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=IDEMPOTENT_METHODS,
