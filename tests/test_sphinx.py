@@ -389,3 +389,20 @@ def test_command_line_overrides_are_converted(make_app, emulator, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
     app = build(make_app, src, emulator=emulator, sphere_concurrency="2", sphere_retries="0")
     assert warnings_of(app) == "" and emulator.count(CREATES) == 4
+
+
+@pytest.mark.parametrize("page", [
+    "<!DOCTYPE html><html><head><title>t</title></head><body class=\"x\"><p>hi</p></body></html>",
+    "<html><head><!-- <body> in a comment --></head><BODY data-a='1'>text</BODY></html>",
+    "<html><head><script>var s = '<body>';</script></head><body>text</body></html>",
+    '<html><head></head><body data-x="a>b">text</body></html>',
+    "<p>a fragment without body</p>",
+])
+def test_inject_loader_matches_the_shared_injection(page):
+    from sphere_docs.html import inject_after_body
+    from sphere_docs.sphinx.extension import inject_loader
+
+    snippet = '<script id="sphere-docs-loader">/* loader */</script>'
+    once = inject_loader(page, snippet)
+    assert once == inject_after_body(page, snippet)
+    assert inject_loader(once, snippet) == once  # idempotent: an unchanged page stays as is

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging as stdlib_logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -242,9 +243,32 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
             for e in page_embeds
         )
         text = path.read_text(encoding=encoding)
-        new = html.inject_after_body(text, _page_snippet(settings, has_lazy))
+        new = inject_loader(text, _page_snippet(settings, has_lazy))
         if new != text:
             _write_atomic(path, new, encoding)
+
+
+LOADER_MARK = f'<script id="{html.LOADER_ID}">'
+BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def inject_loader(page: str, snippet: str) -> str:
+    """:func:`html.inject_after_body`, without parsing the whole page when it need not.
+
+    A page that already has the loader (written by an earlier build and not
+    rewritten since) is left as is.  Otherwise only the text up to the first
+    ``<body ...>``-looking tag is parsed: if the parser confirms it is the real
+    tag, the snippet goes right after it; if not (the match sat in a comment or
+    a script, or an attribute holds a ``>``), the whole page is parsed as usual.
+    """
+    if LOADER_MARK in page:
+        return page
+    match = BODY_TAG.search(page)
+    if match is not None:
+        head = page[: match.end()]
+        if html.inject_after_body(head, snippet) == head + snippet:
+            return head + snippet + page[match.end():]
+    return html.inject_after_body(page, snippet)
 
 
 def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
