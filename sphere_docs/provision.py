@@ -36,7 +36,9 @@ adopt theirs and remove ours, so a key never ends up with two workspaces.
 ``builds`` remembers which keys the last build of each site scope used;
 ``sphere-docs prune`` (:func:`prune`) removes ledger workspaces that no last
 build uses any more.  One :class:`Provisioner` is one build: several
-``resolve`` calls on it add up to that build's set of keys.
+``resolve`` calls on it add up to that build's set of keys, and an
+incremental build marks the embeds it did not re-resolve with
+:meth:`Provisioner.mark_used`.
 
 Failures follow the ``on_error`` setting: ``fail`` raises
 :class:`ProvisionError` naming page, line, project and the API's reason;
@@ -395,7 +397,39 @@ class Provisioner:
             results[request.key] = Resolution(request, fallback=fallback, reason=reason)
         return results
 
+    def mark_used(self, requests: Iterable[EmbedRequest]) -> None:
+        """Record that this build still embeds ``requests`` without checking them (no API call).
+
+        For incremental builds (Sphinx re-reads only changed documents): resolve the
+        changed embeds, and mark the unchanged ones as used so ``sphere-docs prune``
+        keeps their workspaces.  Lazy-mode specs are ignored.
+        """
+        keys = {ledger_key(self._api_base(), r) for r in requests if r.spec.mode == "build"}
+        if not keys:
+            return
+        now = _now()
+
+        def merge(data: dict[str, Any]) -> None:
+            self._merge_build(data, keys, now)
+            for lkey in keys:
+                entry = data["entries"].get(lkey)
+                if isinstance(entry, dict):
+                    entry["last_used_build"] = self.build_id
+                    entry["last_used_at"] = now
+
+        self.ledger.update(merge)
+
     # -- internals
+
+    def _merge_build(self, data: dict[str, Any], keys: set[str], now: str) -> None:
+        """Add ``keys`` to this build's record (a new build id replaces the scope's old record)."""
+        builds: dict[str, Any] = data.setdefault("builds", {})
+        scope_key = f"{self._api_base()}|{self.scope}"
+        previous = builds.get(scope_key)
+        merged = set(keys)
+        if isinstance(previous, Mapping) and previous.get("build_id") == self.build_id:
+            merged.update(previous.get("keys") or ())
+        builds[scope_key] = {"build_id": self.build_id, "updated_at": now, "keys": sorted(merged)}
 
     def _api_base(self) -> str:
         return self.settings.api.api_base
@@ -566,13 +600,7 @@ class Provisioner:
                     "last_used_at": now,
                 }
                 entries[outcome.lkey] = entry
-            builds: dict[str, Any] = data.setdefault("builds", {})
-            scope_key = f"{api_base}|{self.scope}"
-            previous = builds.get(scope_key)
-            keys = set(used)
-            if isinstance(previous, Mapping) and previous.get("build_id") == self.build_id:
-                keys.update(previous.get("keys") or ())
-            builds[scope_key] = {"build_id": self.build_id, "updated_at": now, "keys": sorted(keys)}
+            self._merge_build(data, used, now)
 
         self.ledger.update(merge)
         return outcomes, stray

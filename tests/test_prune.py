@@ -159,3 +159,15 @@ def test_help(argv, capsys):
         main(argv)
     assert info.value.code == 0
     assert "--dry-run" in capsys.readouterr().out
+
+
+def test_incremental_build_marks_unchanged_embeds_used(emulator, tmp_path):
+    """Sphinx re-reads only changed pages: resolve those, mark the rest, prune keeps both."""
+    cache = tmp_path / "cache"
+    build(emulator.url, cache, [A, B, C])
+    with Provisioner(site(emulator.url, cache)) as prov:
+        prov.resolve([A])  # only a.md changed
+        prov.mark_used([B])  # b.md unchanged; c.md was deleted
+    result = prune(cache, dry_run=True)
+    assert [e["page"] for e in result.removed] == ["c.md"] and result.kept == 2
+    assert emulator.count("GET /workspaces/{id}") == 1  # mark_used made no API call
