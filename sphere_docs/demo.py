@@ -132,7 +132,8 @@ class DemoServer:
         # Bind now: the builds need the final address.
         self._server = make_server(host, port, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self.base_url = f"http://{host}:{self.port}"
+        self.host = f"{host}:{self.port}"
+        self.base_url = f"http://{self.host}"
         self._thread: threading.Thread | None = None
         self._mounts = DispatcherMiddleware(
             self._root,
@@ -191,7 +192,7 @@ class DemoServer:
                 "allow_projects": tuple(DEMO_PROJECTS),
                 "allow_origins": (self.base_url,),
                 "secret": secrets.token_hex(32),
-                "sdk_host": f"{self._server.server_address[0]}:{self.port}",
+                "sdk_host": self.host,
             }
         )
 

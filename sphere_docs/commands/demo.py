@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -31,8 +32,21 @@ def say(message: str) -> None:
     print(f"sphere-docs demo: {message}", file=sys.stderr, flush=True)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo cleanly, even when started in the background
+    (where a shell leaves SIGINT ignored)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..demo import DemoServer, find_sources
+
+    _stop_on_signals()
 
     try:
         source = find_sources(args.source)
