@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -629,3 +631,46 @@ def test_cli_reports_a_bad_setting(access_token: str) -> None:
         "sphere-docs endpoint: missing setting SPHERE_ENDPOINT_API; expected the "
         "Containers API endpoint, e.g. 12345678.containers.sphere-engine.com or http://127.0.0.1:8123"
     )
+
+
+# ------------------------------------------------------------------ gunicorn
+
+
+def test_gunicorn_with_the_sample_config(emulator: Any, access_token: str) -> None:
+    """Two gunicorn workers: claims verify on either (shared secret); the budget is split."""
+    env = {**os.environ, "SPHERE_ENDPOINT_API": emulator.url, "SPHERE_ENDPOINT_ALLOW_PROJECTS": PROJECT,
+           "SPHERE_ENDPOINT_ALLOW_ORIGINS": ORIGIN, "SPHERE_ENDPOINT_SECRET": SECRET,
+           "SPHERE_ENDPOINT_BIND": "127.0.0.1:0", "SPHERE_ENDPOINT_WORKERS": "2",
+           "SPHERE_ENDPOINT_BUDGET": "4/1h", "SPHERE_ENDPOINT_TRUST_PROXY": "1"}
+    config = Path(__file__).resolve().parent.parent / "sphere_docs" / "endpoint_gunicorn.conf.py"
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(config), "sphere_docs.endpoint:create_app()"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        url = ""
+        booted = 0
+        for line in proc.stdout:
+            output.append(line)
+            if m := re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line):
+                url = m.group(1)
+            booted += "Booting worker" in line
+            if url and booted == 2:
+                break
+        assert url, "".join(output)
+        threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True).start()
+        first = requests.post(url + "/workspaces", json=reader(), headers={"Origin": ORIGIN}, timeout=30).json()
+        for n in range(12):  # new connections: either worker may take them
+            again = requests.post(url + "/workspaces", json=reader(claim=first["claim"]),
+                                  headers={"Origin": ORIGIN, "Connection": "close"}, timeout=30)
+            assert again.json()["workspace_id"] == first["workspace_id"], n
+        statuses = [requests.post(url + "/workspaces", json=reader(name=f"r{n}"), timeout=30,
+                                  headers={"Origin": ORIGIN, "X-Forwarded-For": f"203.0.113.{n}",
+                                           "Connection": "close"}).status_code for n in range(8)]
+        assert statuses.count(200) <= 3 and statuses.count(429) >= 5  # 4 per hour in total, 1 already used
+        assert emulator.count("POST /workspaces") <= 4
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    assert_no_leak(["".join(output)])
