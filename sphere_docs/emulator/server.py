@@ -89,7 +89,7 @@ class EmulatorServer:
         self.url = f"http://{self.host}"
         self._stopped = False
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
+                                        kwargs={"poll_interval": 0.05},
                                         name=f"sphere-emulator-{self.port}", daemon=True)
         self._thread.start()
 
