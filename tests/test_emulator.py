@@ -621,11 +621,11 @@ def test_wsgi_app_passes_wsgiref_validator():
             seen.append(status)
             return lambda data: None
 
-        result = app(environ, start_response)
+        result: Any = app(environ, start_response)
         try:
             data = b"".join(result)
         finally:
-            result.close()
+            result.close()  # the validator's iterator insists on close()
         return seen[0], data
 
     status, data = call("GET", "/api/v1/test", f"access_token={TOKEN}")
@@ -646,7 +646,7 @@ def test_wsgi_app_passes_wsgiref_validator():
 def test_cli_prints_url_serves_and_stops_cleanly():
     env = {**os.environ, "SPHERE_ENGINE_ACCESS_TOKEN": "cli-secret", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sphere_docs", "emulator", "--port", "0", "--start-delay", "0"],
+        [sys.executable, "-m", "sphere_docs", "emulator", "--port", "0", "--start-delay", "0", "--log"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
@@ -668,4 +668,5 @@ def test_cli_prints_url_serves_and_stops_cleanly():
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "emulator stopped" in out
+    assert "GET /api/v1/test?access_token=*** HTTP/1.1\" 200" in err  # --log, redacted
     assert "cli-secret" not in out + err + first

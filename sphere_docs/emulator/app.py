@@ -334,13 +334,12 @@ def _bool_field(data: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def _int_field(data: Mapping[str, Any], names: tuple[str, ...], default: int) -> int:
+    """The first of ``names`` present (the others are older spellings), as minutes >= 0."""
     for name in names:
         value = data.get(name)
         if value is None or value == "":
             continue
-        if isinstance(value, bool):
-            break
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             number = value
         elif isinstance(value, str) and value.strip().isdigit():
             number = int(value.strip())
@@ -350,9 +349,7 @@ def _int_field(data: Mapping[str, Any], names: tuple[str, ...], default: int) ->
         if number < 0:
             raise ApiError(400, ERR_INVALID, f"invalid request data: {name} must be >= 0")
         return number
-    else:
-        return default
-    raise ApiError(400, ERR_INVALID, f"invalid request data: {names[0]} must be a number")
+    return default
 
 
 def _encode_page(offset: int) -> str:

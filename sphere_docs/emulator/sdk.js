@@ -49,11 +49,12 @@
     ".se-emulator-refusal{color:#7a1520;background:#fff1f2;border:2px solid #e5484d;border-radius:6px}",
     ".se-emulator-refusal strong{font-size:1.1em;margin-bottom:.3em}",
     ".se-emulator-refusal p{margin:0;max-width:40em}",
-    ".se-emulator-fs-button{position:absolute;top:8px;right:8px;z-index:2;cursor:pointer;",
+    ".se-emulator-fs-button{position:absolute;bottom:10px;right:10px;z-index:2;cursor:pointer;",
     "font:13px/1 system-ui,sans-serif;padding:6px 10px;border-radius:5px;border:1px solid #8a8f98;",
     "background:rgba(255,255,255,.92);color:#1f2430}",
     ".se-emulator-fullscreen{position:fixed!important;inset:0!important;width:100vw!important;",
-    "height:100vh!important;max-width:none!important;z-index:2147483000!important;background:#fff;margin:0!important}",
+    "height:100vh!important;max-width:none!important;z-index:2147483000!important;background:#fff;margin:0!important;",
+    "border:0!important;border-radius:0!important}",
     "@media (prefers-color-scheme:dark){.se-emulator-status{color:#b6bcc8;background:#1d2129}",
     ".se-emulator-refusal{color:#ffd7da;background:#3b1217;border-color:#e5484d}",
     ".se-emulator-fs-button{background:rgba(30,33,40,.92);color:#e8eaee}.se-emulator-fullscreen{background:#15181e}}"
@@ -170,7 +171,7 @@
   function syncButton(ws) {
     var button = ws._button;
     if (!button) { return; }
-    button.textContent = ws.fullScreen ? "\u2715 Exit full screen" : "\u26F6 Full screen";
+    button.textContent = ws.fullScreen ? "Exit full screen" : "Full screen";
     button.setAttribute("aria-pressed", ws.fullScreen ? "true" : "false");
   }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -15,6 +16,8 @@ from .app import EmulatorApp, FaultPlan
 
 __all__ = ["EmulatorServer"]
 
+_SECRET_QUERY = re.compile(r"((?:access_token|token)=)[^&\s]+")
+
 
 class _Handler(WSGIRequestHandler):
     """Werkzeug's handler, quiet unless the server was asked to log requests."""
@@ -23,7 +26,9 @@ class _Handler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.server.log_requests:
-            super().log_request(code, size)
+            # never print a token given in the query string
+            line = _SECRET_QUERY.sub(r"\1***", self.requestline)
+            self.log("info", '"%s" %s %s', line, code, size)
 
     def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
         # Also reached by an emulated reset: never read another request from this socket.
