@@ -406,3 +406,33 @@ def test_inject_loader_matches_the_shared_injection(page):
     once = inject_loader(page, snippet)
     assert once == inject_after_body(page, snippet)
     assert inject_loader(once, snippet) == once  # idempotent: an unchanged page stays as is
+
+
+def test_missing_endpoint_is_named(make_app, access_token, tmp_path):
+    src = copy_root("sphere-basic", tmp_path)
+    app = make_app("html", srcdir=src, confoverrides={"sphere_endpoint": None})
+    with pytest.raises(SphinxError) as caught:
+        app.build()
+    app.cleanup()
+    assert str(caught.value) == (
+        "sphere-workspaces: missing setting 'sphere_endpoint'; expected a customer host such as "
+        "12345678.containers.sphere-engine.com")
+
+
+def test_lazy_embed_without_lazy_endpoint_is_a_located_config_warning(make_app, emulator, tmp_path):
+    src = copy_root("sphere-same", tmp_path)
+    app = build(make_app, src, emulator=emulator, sphere_lazy_endpoint=None)
+    assert sorted(warnings_of(app).splitlines()) == sorted(
+        f"{src / page}:{line}: WARNING: sphere-workspace: mode 'lazy' needs the "
+        "sphere_lazy_endpoint setting (the URL of the lazy endpoint) in conf.py [sphere.config]"
+        for page, line in (("rstpage.rst", 14), ("mdpage.md", 14)))
+    page = html_pages(app.outdir)["rstpage.html"]
+    assert page.count('data-sphere-mode="unavailable"') == 1  # visible, not dropped
+    assert "Lazy mode needs the sphere_lazy_endpoint setting." in page
+    assert page.count('data-sphere-mode="build"') == 1
+
+
+def test_lazy_site_without_sdk_host_is_a_config_error(make_app, tmp_path):
+    src = copy_root("sphere-basic", tmp_path)
+    with pytest.raises(ConfigError, match="embeds need the Sphere Engine SDK: set sphere_endpoint"):
+        make_app("html", srcdir=src, confoverrides={"sphere_mode": "lazy", "sphere_endpoint": None})

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREFIX",
+    "SDK_MISSING",
     "config_name",
     "register",
     "site_settings",
@@ -125,3 +126,12 @@ def validate_config(app: Sphinx, config: Config) -> None:
                     f"{config_name('lazy_endpoint')} (the URL of the lazy endpoint, "
                     "e.g. https://docs.example.com/sphere/workspaces)"
                 )
+    if settings.mode == "lazy" and not (settings.endpoint or settings.sdk_host):
+        raise ConfigError(SDK_MISSING)
+
+
+#: Lazy embeds still need the SDK loader; its host follows the endpoint unless set.
+SDK_MISSING = (
+    f"sphere-workspaces: embeds need the Sphere Engine SDK: set {config_name('endpoint')} "
+    f"(the customer host; the SDK host follows it) or {config_name('sdk_host')}"
+)

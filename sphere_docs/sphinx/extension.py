@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging as stdlib_logging
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -234,6 +235,9 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
     if not pages:
         return
     settings = sphere_config.site_settings(app.config, app.confdir)
+    if not (settings.endpoint or settings.sdk_host):
+        logger.warning(sphere_config.SDK_MISSING + "; pages with embeds get no SDK loader",
+                       type="sphere", subtype="config")
     encoding = app.config.html_output_encoding
     for path, page_embeds in pages.items():
         if not path.is_file():
@@ -294,8 +298,8 @@ def _page_snippet(settings: SiteSettings, has_lazy: bool) -> str:
     try:
         host, https = settings.sdk
     except SettingsError:
-        # A lazy-only site without sphere_endpoint/sphere_sdk_host: the activation
-        # script loads the SDK from the lazy endpoint's answer (sdk_base).
+        # Only lazy embeds (:mode: lazy) on a site without sphere_endpoint or
+        # sphere_sdk_host: the styles still help; finish_html has warned.
         return html.page_assets(lazy=has_lazy)
     return html.loader_snippet(host, https) + html.page_assets(lazy=has_lazy)
 
@@ -308,10 +312,12 @@ def _write_manifest(path: Path, embeds: list[Embed]) -> None:
 
 def _write_atomic(path: Path, text: str, encoding: str) -> None:
     """Never leave a half-written page behind (a reader may be serving the folder)."""
+    mode = stat.S_IMODE(path.stat().st_mode)  # mkstemp makes 0600; keep the page readable
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding=encoding, errors="xmlcharrefreplace") as handle:
             handle.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
