@@ -444,3 +444,26 @@ def test_lazy_site_without_sdk_host_is_a_config_error(make_app, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
     with pytest.raises(ConfigError, match="embeds need the Sphere Engine SDK: set sphere_endpoint"):
         make_app("html", srcdir=src, confoverrides={"sphere_mode": "lazy", "sphere_endpoint": None})
+
+
+def test_a_token_in_conf_py_is_refused_without_echoing_it(make_app, tmp_path):
+    src = copy_root("sphere-basic", tmp_path)
+    conf = src / "conf.py"
+    conf.write_text(conf.read_text() + f'\nsphere_token = "{SECRET_TOKEN}"\n')
+    with pytest.raises(ConfigError) as caught:
+        make_app("html", srcdir=src)
+    assert str(caught.value) == (
+        "sphere-workspaces: the access token is never a setting: remove sphere_token from conf.py "
+        "and export it in the environment variable named by sphere_token_env "
+        "(default SPHERE_ENGINE_ACCESS_TOKEN)")
+
+
+def test_a_misspelt_setting_is_a_config_warning(make_app, emulator, tmp_path):
+    src = copy_root("sphere-basic", tmp_path)
+    conf = src / "conf.py"
+    conf.write_text(conf.read_text() + '\nsphere_concurency = 4\n')
+    app = build(make_app, src, emulator=emulator)
+    assert warnings_of(app).startswith(
+        "WARNING: sphere-workspaces: unknown setting 'sphere_concurency' in conf.py; "
+        "valid settings: sphere_cache, sphere_concurrency, ")
+    assert warnings_of(app).rstrip().endswith("[sphere.config]")

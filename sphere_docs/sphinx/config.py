@@ -9,11 +9,13 @@ setting, at ``config-inited`` (before any document is read).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sphinx.errors import ConfigError
+from sphinx.util import logging
 
 from ..errors import SettingsError
 from ..settings import SETTINGS, SiteSettings
@@ -21,6 +23,8 @@ from ..settings import SETTINGS, SiteSettings
 if TYPE_CHECKING:
     from sphinx.application import Sphinx
     from sphinx.config import Config
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "PREFIX",
@@ -115,8 +119,33 @@ def site_settings(config: Config, confdir: str | Path | None) -> SiteSettings:
         raise ConfigError(sphinx_message(err)) from None
 
 
+#: conf.py names that look like an attempt to put the token in the config file
+TOKEN_LIKE = re.compile(r"^sphere_(access_)?(api_)?token$")
+
+
+def _check_names(config: Config) -> None:
+    """Unknown ``sphere_*`` names in conf.py: a token is an error, a typo a warning."""
+    raw = getattr(config, "_raw_config", None) or {}
+    known = {config_name(name) for name in SETTINGS}
+    for name in sorted(k for k in raw if isinstance(k, str) and k.startswith(PREFIX)):
+        if name in known:
+            continue
+        if TOKEN_LIKE.match(name):
+            raise ConfigError(
+                f"sphere-workspaces: the access token is never a setting: remove {name} from "
+                f"conf.py and export it in the environment variable named by "
+                f"{config_name('token_env')} (default {SETTINGS['token_env'].default})"
+            )
+        logger.warning(
+            f"sphere-workspaces: unknown setting {name!r} in conf.py; valid settings: "
+            + ", ".join(sorted(known)),
+            type="sphere", subtype="config",
+        )
+
+
 def validate_config(app: Sphinx, config: Config) -> None:
     """``config-inited``: fail early, before reading, on any bad ``sphere_*`` value."""
+    _check_names(config)
     settings = site_settings(config, app.confdir)
     if not settings.lazy_endpoint:
         for name, value in (("mode", settings.mode), ("on_error", settings.on_error)):
