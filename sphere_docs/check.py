@@ -1,0 +1,693 @@
+"""``sphere-docs check``: find every embed of a docs tree and validate it, without building.
+
+Three syntaxes are found:
+
+* Markdown pages (``.md``): the ```` ```{sphere-workspace} ```` fence, with
+  ``:name: value`` option lines or a MyST-style ``---`` YAML block.  They go
+  through the real Python-Markdown extension (:mod:`sphere_docs.markdown`) in
+  deferred mode, so the same scanner, the same nesting rules and the same
+  error texts apply as in a build, and nothing is provisioned.  A page that
+  belongs to an MkDocs site (an ``mkdocs.yml`` above it) is converted with
+  that site's ``markdown_extensions``, read with MkDocs' own loader, so an
+  embed inside an admonition or a tab is found exactly when MkDocs would
+  render it.
+* MyST pages of a Sphinx project (a ``conf.py`` above them): as above, after
+  unwrapping MyST container directives (```` ````{note} ````, ``:::{tip}``) so
+  embeds nested in them are seen, turning ``:::{sphere-workspace}`` colon
+  fences into backtick fences, and scanning ``{eval-rst}`` blocks as rST.
+* reStructuredText pages (``.rst``): ``.. sphere-workspace::`` directives,
+  found by a small indentation-aware scanner that skips literal blocks
+  (``::``), code directives and comments, and splits the directive block the
+  way docutils does (argument, option field list, content).
+
+Each embed is validated with :func:`sphere_docs.options.parse_options`; a
+problem is reported as ``file:line: message`` with the same text a build
+prints (:meth:`OptionError.at`, or the Markdown extension's
+:class:`~sphere_docs.markdown.DirectiveError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .options import OptionError, WorkspaceSpec, parse_options
+
+__all__ = [
+    "SKIP_DIRS",
+    "CheckResult",
+    "FoundEmbed",
+    "Problem",
+    "check_paths",
+    "find_pages",
+    "scan_markdown",
+    "scan_rst",
+]
+
+DIRECTIVE = "sphere-workspace"
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+RST_SUFFIXES = (".rst",)
+#: folders never scanned (build output, VCS, dependencies); hidden folders are skipped too
+SKIP_DIRS = frozenset({"site", "_build", "node_modules", "__pycache__"})
+#: Markdown extensions used for pages of no known site (those that are installed)
+DEFAULT_MARKDOWN_EXTENSIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("toc", {}),
+    ("tables", {}),
+    ("attr_list", {}),
+    ("md_in_html", {}),
+    ("def_list", {}),
+    ("footnotes", {}),
+    ("admonition", {}),
+    ("pymdownx.details", {}),
+    ("pymdownx.superfences", {}),
+    ("pymdownx.tabbed", {"alternate_style": True}),
+)
+#: settings for the extension while checking: no endpoint is called, lazy embeds need a URL
+_CHECK_LAZY_ENDPOINT = "https://sphere-docs.invalid/check"
+_OWN_EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class FoundEmbed:
+    """One valid embed: where it is and what it asks for."""
+
+    file: str  #: the path as displayed (relative to what the user passed)
+    line: int
+    spec: WorkspaceSpec
+    syntax: str  #: "markdown" or "rst"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An invalid embed (``severity="error"``) or a doubtful one (``"warning"``).
+
+    ``message`` is the location-free sentence; :attr:`text` adds ``file:line:``.
+    ``option``/``value``/``valid`` are known for option errors.
+    """
+
+    file: str
+    line: int | None
+    message: str
+    option: str | None = None
+    value: Any = None
+    valid: str | None = None
+    severity: str = "error"
+
+    @property
+    def text(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line) if p not in (None, ""))
+        return f"{where}: {self.message}" if where else self.message
+
+    def as_json(self) -> dict[str, Any]:
+        value = self.value
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            value = str(value)
+        return {
+            "file": self.file,
+            "line": self.line,
+            "option": self.option,
+            "value": value,
+            "valid": self.valid,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+    @classmethod
+    def from_option_error(cls, err: OptionError, file: str, line: int | None) -> Problem:
+        return cls(file, line, err.describe(), err.option, err.value, err.valid)
+
+
+@dataclass
+class CheckResult:
+    embeds: list[FoundEmbed] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)  #: every page scanned
+    #: embeds per page, valid or not (an invalid embed is still an embed)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity != "error"]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        files = sum(1 for n in self.counts.values() if n)
+        text = (f"{_plural(self.total, 'embed')} in {_plural(files, 'file')}, "
+                f"{_plural(len(self.errors), 'error')}")
+        if self.warnings:
+            text += f", {_plural(len(self.warnings), 'warning')}"
+        return text
+
+    def add(self, other: CheckResult) -> None:
+        self.embeds.extend(other.embeds)
+        self.problems.extend(other.problems)
+        self.pages.extend(other.pages)
+        for page, count in other.counts.items():
+            self.counts[page] = self.counts.get(page, 0) + count
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --------------------------------------------------------------------------- finding pages
+
+
+def find_pages(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+    """``(path, display)`` of every ``.md``/``.rst`` page under ``paths``, sorted per argument.
+
+    A file named explicitly is always checked; folders skip :data:`SKIP_DIRS`
+    and hidden folders.  ``display`` keeps the argument as the user wrote it.
+    """
+    for arg in paths:
+        root = Path(arg)
+        if root.is_file():
+            yield root, _display(root)
+            continue
+        found: list[Path] = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+            for name in files:
+                if name.endswith(MARKDOWN_SUFFIXES + RST_SUFFIXES) and not name.startswith("."):
+                    found.append(Path(folder) / name)
+        for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
+            yield path, _display(path)
+
+
+def _display(path: Path) -> str:
+    text = path.as_posix()
+    return text[2:] if text.startswith("./") else text
+
+
+# --------------------------------------------------------------------------- reStructuredText
+
+_EXPLICIT_RE = re.compile(r"^(?P<indent> *)\.\.(?:[ ]+(?P<rest>.*))?$")
+_RST_DIRECTIVE_RE = re.compile(
+    r"^(?:\|[^|]+\|[ ]+)?(?P<name>[A-Za-z0-9](?:[-_.:+]?[A-Za-z0-9]+)*)[ ]?::(?:[ ]+(?P<arg>.*)|$)"
+)
+_RST_FIELD_RE = re.compile(r"^:(?P<name>[^:\s](?:[^:]*[^:\s])?):(?:[ ]+(?P<value>.*)|$)")
+_LIST_ITEM_RE = re.compile(r"^(?P<marker>[-*+\u2022][ ]+|(?:\d+|#|[A-Za-z])[.)][ ]+|\((?:\d+|#)\)[ ]+)")
+#: directives whose body is not reStructuredText: an embed in them is an example, not an embed
+RST_LITERAL_DIRECTIVES = frozenset({
+    "code-block", "code", "sourcecode", "literalinclude", "highlight", "parsed-literal", "raw",
+    "math", "productionlist", "doctest", "testcode", "testoutput", "testsetup", "testcleanup",
+    "code-cell", "jupyter-execute", "ipython", "mermaid", "graphviz", "graph", "digraph",
+    "plantuml", "csv-table", "prompt", "program-output", "command-output", "exec",
+})
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _block_end(lines: list[str], start: int, indent: int) -> int:
+    """Index after the block whose lines are blank or indented deeper than ``indent``."""
+    i = start
+    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
+        i += 1
+    return i
+
+
+def scan_rst(text: str, file: str, *, line_offset: int = 0,
+             default_mode: str = "build") -> CheckResult:
+    """Every ``.. sphere-workspace::`` directive of an rST text, validated."""
+    lines = [line.expandtabs(8).rstrip() for line in text.splitlines()]
+    result = CheckResult(pages=[file], counts={file: 0})
+    names: dict[str, int] = {}
+    literal_after: int | None = None  # a paragraph ended with "::" at this indentation
+    para_indent: int | None = None
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if not line.strip():
+            para_indent = None
+            i += 1
+            continue
+        indent = _indent(line)
+        if literal_after is not None:
+            limit, literal_after = literal_after, None
+            if indent > limit:
+                i = _block_end(lines, i, limit)
+                continue
+        explicit = _EXPLICIT_RE.match(line)
+        if explicit:
+            para_indent = None
+            rest = explicit["rest"] or ""
+            directive = _RST_DIRECTIVE_RE.match(rest)
+            if directive and directive["name"].lower() == DIRECTIVE:
+                end = _block_end(lines, i + 1, indent)
+                result.counts[file] += 1
+                _rst_directive(result, names, file, i + 1 + line_offset, directive["arg"] or "",
+                               lines[i + 1:end], default_mode)
+                i = end
+            elif directive and directive["name"].lower() not in RST_LITERAL_DIRECTIVES:
+                i += 1  # a container (note, admonition, only, tab...): scan its body as it comes
+            elif directive or not rest.startswith(("_", "[", "|")):
+                i = _block_end(lines, i + 1, indent)  # a literal directive or a comment
+            else:
+                i += 1  # a target, footnote or substitution
+            continue
+        if para_indent is None:
+            item = _LIST_ITEM_RE.match(line[indent:])
+            para_indent = indent + (len(item["marker"]) if item else 0)
+        if line.endswith("::") and (i + 1 >= n or not lines[i + 1].strip()):
+            literal_after = para_indent
+        i += 1
+    return result
+
+
+def _rst_directive(result: CheckResult, names: dict[str, int], file: str, line_no: int,
+                   first: str, body: list[str], default_mode: str) -> None:
+    while body and not body[-1].strip():
+        body = body[:-1]
+    cut = min((_indent(row) for row in body if row.strip()), default=0)
+    block = ([first.strip()] if first.strip() else []) + [row[cut:] if row.strip() else "" for row in body]
+    if not first.strip():
+        while block and not block[0].strip():
+            block.pop(0)
+    blank = next((k for k, row in enumerate(block) if not row.strip()), len(block))
+    arg_block, content = block[:blank], block[blank + 1:]
+    opt_start = next((k for k, row in enumerate(arg_block) if row.startswith(":")), len(arg_block))
+    arg_text = "\n".join(arg_block[:opt_start])
+    tokens = arg_text.split()
+    argument = None if not tokens else tokens[0] if len(tokens) == 1 else arg_text.strip()
+
+    options: dict[str, str | None] = {}
+    opt_block = arg_block[opt_start:]
+    k = 0
+    while k < len(opt_block):
+        m = _RST_FIELD_RE.match(opt_block[k])
+        if not m:
+            result.problems.append(Problem(
+                file, line_no,
+                f"{DIRECTIVE}: invalid option block at {opt_block[k].strip()!r}; expected "
+                "':name: value' lines, then a blank line before the caption",
+            ))
+            return
+        name, parts = m["name"], [m["value"].strip()] if m["value"] else []
+        k += 1
+        while k < len(opt_block) and opt_block[k].startswith((" ", "\t")):
+            parts.append(opt_block[k].strip())
+            k += 1
+        if name in options:
+            result.problems.append(Problem(
+                file, line_no,
+                f"{DIRECTIVE}: option {name!r} is given twice; give each option once",
+                option=name, value=parts[0] if parts else None, valid="each option once",
+            ))
+            return
+        options[name] = "\n".join(parts) if parts else None
+    try:
+        spec = parse_options(argument, options, caption="\n".join(content), default_mode=default_mode)
+    except OptionError as err:
+        result.problems.append(Problem.from_option_error(err, file, line_no))
+        return
+    if spec.name:
+        if spec.name in names:  # the Sphinx directive's text for the same mistake
+            result.problems.append(Problem(
+                file, line_no,
+                f"{DIRECTIVE}: duplicate name {spec.name!r} on this page; "
+                "expected a name used by no other embed of the page",
+                option="name", value=spec.name, valid="a name used by no other embed of the page",
+            ))
+            return
+        names[spec.name] = line_no
+    result.embeds.append(FoundEmbed(file, line_no, spec, "rst"))
+
+
+# --------------------------------------------------------------------------- MyST preparation
+
+_MD_FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
+_MYST_NAME_RE = re.compile(r"^[ \t]*\{(?P<name>[^}\s]+)\}")
+_MYST_OPTION_RE = re.compile(r"^[ \t]*:[\w-]+:")
+#: MyST directives whose body is not Markdown
+MYST_LITERAL_DIRECTIVES = RST_LITERAL_DIRECTIVES | {"eval-rst"}
+
+
+def _closes(line: str, fence: str) -> bool:
+    text = line.strip()
+    return len(text) >= len(fence) and text == text[0] * len(text) and text[0] == fence[0]
+
+
+def _fence_end(lines: list[str], start: int, fence: str) -> int:
+    """Index of the closing fence line (``len(lines)`` when it is never closed)."""
+    i = start
+    while i < len(lines):
+        if _closes(lines[i], fence):
+            return i
+        i += 1
+    return i
+
+
+@dataclass
+class _Prepared:
+    lines: list[str]
+    rst: list[tuple[int, list[str]]] = field(default_factory=list)  #: (0-based start, lines)
+    colon_embeds: list[int] = field(default_factory=list)  #: 0-based lines of ::: embeds left alone
+
+
+def _prepare_markdown(lines: list[str], *, myst: bool) -> _Prepared:
+    """Line-for-line rewrite (numbers never shift) so the Markdown extension sees MyST embeds.
+
+    ``myst``: unwrap container directives, turn ``:::{sphere-workspace}`` into a
+    backtick fence and hand ``{eval-rst}`` bodies to the rST scanner.  Without
+    it only the ``:::`` embeds are noted (they are text outside MyST).
+    """
+    out = list(lines)
+    prepared = _Prepared(out)
+    open_containers: list[str] = []
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if open_containers and _closes(line, open_containers[-1]):
+            out[i] = ""
+            open_containers.pop()
+            i += 1
+            continue
+        m = _MD_FENCE_RE.match(line)
+        if not m or (m["fence"][0] == "`" and "`" in m["info"]):
+            i += 1
+            continue
+        fence, info = m["fence"], m["info"]
+        named = _MYST_NAME_RE.match(info)
+        name = named["name"].lower() if named else None
+        if fence[0] == ":" and not (myst and name):
+            if name == DIRECTIVE:
+                prepared.colon_embeds.append(i)
+            i += 1  # outside MyST, or no directive: a line of text
+            continue
+        end = _fence_end(lines, i + 1, fence)
+        if name == DIRECTIVE:
+            if fence[0] == ":":
+                inner = max((len(f["fence"]) for row in lines[i + 1:end]
+                             if (f := _MD_FENCE_RE.match(row)) and f["fence"][0] == "`"), default=2)
+                ticks = "`" * max(3, inner + 1)
+                out[i] = m["indent"] + ticks + info
+                if end < n:
+                    out[end] = m["indent"] + ticks
+            i = end + 1
+            continue
+        if not myst or name is None or name in MYST_LITERAL_DIRECTIVES:
+            if myst and name == "eval-rst":
+                prepared.rst.append((i + 1, lines[i + 1:end]))
+                for k in range(i, min(end + 1, n)):
+                    out[k] = ""
+            i = end + 1  # a code block: nothing in it is an embed
+            continue
+        # a container directive: its body is Markdown that may hold embeds
+        out[i] = ""
+        open_containers.append(fence)
+        k = i + 1
+        if k < n and lines[k].strip() == "---":
+            close = next((j for j in range(k + 1, n) if lines[j].strip() == "---"), None)
+            if close is not None:
+                for j in range(k, close + 1):
+                    out[j] = ""
+                k = close + 1
+        else:
+            while k < n and _MYST_OPTION_RE.match(lines[k]):
+                out[k] = ""
+                k += 1
+        i = k
+    return prepared
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_FRONT_MATTER_RE = re.compile(r"\A-{3}[ \t]*\n(.*?\n)?(?:-{3}|\.{3})[ \t]*(?:\n|\Z)", re.DOTALL)
+
+
+def _strip_front_matter(text: str) -> tuple[str, int]:
+    m = _FRONT_MATTER_RE.match(text)
+    if not m:
+        return text, 0
+    try:
+        data = yaml.safe_load(m.group(1) or "")
+    except yaml.YAMLError:
+        return text, 0
+    if data is not None and not isinstance(data, dict):
+        return text, 0
+    return text[m.end():], m.group(0).count("\n")
+
+
+class _MarkdownChecker:
+    """One Markdown instance (with the site's extensions) + the extension in deferred mode."""
+
+    def __init__(self, extensions: Sequence[Any], configs: dict[str, Any], default_mode: str):
+        from markdown import Markdown
+
+        from .markdown import SphereWorkspaceExtension
+        from .settings import SiteSettings
+
+        settings = SiteSettings(mode=default_mode, lazy_endpoint=_CHECK_LAZY_ENDPOINT)
+        self.extension = SphereWorkspaceExtension(settings=settings, deferred=True)
+        kept = [e for e in extensions
+                if e not in _OWN_EXTENSION_NAMES and not isinstance(e, SphereWorkspaceExtension)]
+        configs = {k: v for k, v in configs.items() if k not in _OWN_EXTENSION_NAMES}
+        self.md = Markdown(extensions=[*kept, self.extension], extension_configs=configs)
+
+    def check(self, text: str, file: str, line_offset: int) -> CheckResult:
+        result = CheckResult(pages=[file], counts={file: 0})
+        self.md.reset()
+        self.extension.begin_page(file, line_offset)
+        try:
+            self.md.convert(text)
+        except Exception as exc:  # another extension failed on this page
+            self.extension.finish_page()
+            result.problems.append(Problem(
+                file, None, f"{DIRECTIVE}: cannot check this page: Markdown failed with "
+                f"{type(exc).__name__}: {exc}"))
+            return result
+        embeds, errors = self.extension.finish_page()
+        for embed in embeds:
+            result.embeds.append(FoundEmbed(file, embed.line, embed.spec, "markdown"))
+        for err in errors:
+            opt = err.option_error
+            result.problems.append(Problem(
+                file, err.line, err.message,
+                option=opt.option if opt else None,
+                value=opt.value if opt else None,
+                valid=opt.valid if opt else None,
+            ))
+        result.counts[file] = len(embeds) + len(errors)
+        return result
+
+
+def scan_markdown(text: str, file: str, checker: _MarkdownChecker, *, myst: bool,
+                  default_mode: str = "build") -> CheckResult:
+    """Every embed of a Markdown page (MyST rules when ``myst``), validated."""
+    body, offset = _strip_front_matter(text.replace("\r\n", "\n"))
+    prepared = _prepare_markdown(body.split("\n"), myst=myst)
+    result = checker.check("\n".join(prepared.lines), file, offset)
+    for start, rows in prepared.rst:
+        result.add(scan_rst("\n".join(rows), file, line_offset=offset + start,
+                            default_mode=default_mode))
+    result.pages = [file]
+    for index in prepared.colon_embeds:
+        result.counts[file] = result.counts.get(file, 0) + 1
+        result.problems.append(Problem(
+            file, offset + index + 1,
+            f"{DIRECTIVE}: a ':::' fence is an embed only in Sphinx with MyST's colon_fence; "
+            "here it is shown as text; expected a ``` fence",
+            severity="warning",
+        ))
+    result.problems.sort(key=lambda p: (p.line or 0))
+    result.embeds.sort(key=lambda e: e.line)
+    return result
+
+
+# --------------------------------------------------------------------------- site detection
+
+
+@dataclass
+class _Site:
+    kind: str  #: "mkdocs", "sphinx" or "none"
+    config: Path | None
+    checker: _MarkdownChecker | None = None
+    problem: Problem | None = None  #: reported once, for the first page of the site
+
+
+def _site_config(folder: Path) -> tuple[str, Path] | None:
+    for name in ("mkdocs.yml", "mkdocs.yaml"):
+        if (folder / name).is_file():
+            return "mkdocs", folder / name
+    if (folder / "conf.py").is_file():
+        return "sphinx", folder / "conf.py"
+    return None
+
+
+def _find_site(page: Path) -> tuple[str, Path] | tuple[str, None]:
+    """The nearest ``mkdocs.yml`` or ``conf.py`` above ``page``, up to the repository root."""
+    folder = page.resolve().parent
+    while True:
+        found = _site_config(folder)
+        if found:
+            return found
+        if (folder / ".git").exists() or folder.parent == folder:
+            return "none", None
+        folder = folder.parent
+
+
+def load_mkdocs_config(config_file: Path) -> tuple[Any, list[str]]:
+    """``(config, errors)``: MkDocs' own loader, its log captured instead of printed.
+
+    ``config`` is ``None`` when the file cannot be loaded; ``errors`` then
+    holds MkDocs' messages (the last one is the exception's).
+    """
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import ConfigurationError
+
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                messages.append(record.getMessage())
+
+    logger = logging.getLogger("mkdocs")
+    handler = _Collect()
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        config = load_config(config_file=str(config_file))
+    except ConfigurationError as exc:
+        return None, [*messages, str(exc)]
+    except Exception as exc:  # a theme, plugin or hook that fails to load
+        return None, [*messages, f"{type(exc).__name__}: {exc}"]
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+    return config, messages
+
+
+def _default_extensions() -> tuple[list[str], dict[str, Any]]:
+    import importlib
+
+    names: list[str] = []
+    configs: dict[str, Any] = {}
+    for name, config in DEFAULT_MARKDOWN_EXTENSIONS:
+        module = name if "." in name else f"markdown.extensions.{name}"
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        names.append(name)
+        if config:
+            configs[name] = dict(config)
+    return names, configs
+
+
+class _Sites:
+    """Site of each page, one Markdown checker per site, built on first use."""
+
+    def __init__(self, default_mode: str):
+        self.default_mode = default_mode
+        self._sites: dict[tuple[str, Path | None], _Site] = {}
+
+    def for_page(self, page: Path) -> _Site:
+        kind, config = _find_site(page)
+        key = (kind, config)
+        if key not in self._sites:
+            self._sites[key] = self._make(kind, config)
+        return self._sites[key]
+
+    def _make(self, kind: str, config: Path | None) -> _Site:
+        site = _Site(kind, config)
+        extensions: list[Any]
+        configs: dict[str, Any]
+        if kind == "mkdocs" and config is not None:
+            extensions, configs = [], {}
+            try:
+                loaded, errors = load_mkdocs_config(config)
+            except ImportError:
+                loaded, errors = None, ["MkDocs is not installed"]
+            if loaded is None:
+                extensions, configs = _default_extensions()
+                site.problem = Problem(
+                    _display(config), None,
+                    f"{DIRECTIVE}: cannot load {config.name} ({'; '.join(errors[-2:])}); its pages "
+                    "were checked with the default Markdown extensions",
+                    severity="warning",
+                )
+            else:
+                extensions = list(loaded.markdown_extensions)
+                configs = dict(loaded.mdx_configs)
+        elif kind == "sphinx":
+            extensions, configs = [], {}
+        else:
+            extensions, configs = _default_extensions()
+        site.checker = _MarkdownChecker(extensions, configs, self.default_mode)
+        return site
+
+
+def _relative_config(config: Path) -> str:
+    try:
+        return _display(config.relative_to(Path.cwd()))
+    except ValueError:
+        return config.as_posix()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def check_paths(paths: Sequence[str | os.PathLike[str]] = (".",), *,
+                default_mode: str = "build") -> CheckResult:
+    """Find and validate every embed under ``paths`` (files or folders)."""
+    result = CheckResult()
+    sites = _Sites(default_mode)
+    reported: set[int] = set()
+    for path, display in find_pages(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.pages.append(display)
+            result.problems.append(Problem(display, None, f"{DIRECTIVE}: cannot read this page: {exc}"))
+            continue
+        if path.suffix in RST_SUFFIXES:
+            result.add(scan_rst(text, display, default_mode=default_mode))
+            continue
+        site = sites.for_page(path)
+        if site.problem is not None and id(site) not in reported:
+            reported.add(id(site))
+            problem = site.problem
+            if site.config is not None:
+                problem = Problem(_relative_config(site.config.resolve()), None, problem.message,
+                                  severity=problem.severity)
+            result.problems.append(problem)
+        assert site.checker is not None
+        result.add(scan_markdown(text, display, site.checker, myst=site.kind == "sphinx",
+                                 default_mode=default_mode))
+    return result
+
+
+def format_text(result: CheckResult) -> Iterable[str]:
+    for problem in result.problems:
+        if problem.severity == "error":
+            yield problem.text
+        else:
+            where = ":".join(str(p) for p in (problem.file, problem.line) if p not in (None, ""))
+            yield f"{where}: warning: {problem.message}"
+    yield result.summary()
+
+
+def format_json(result: CheckResult) -> str:
+    return json.dumps([p.as_json() for p in result.problems], indent=2)
