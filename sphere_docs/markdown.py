@@ -91,7 +91,12 @@ _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].
 _OPTION_RE = re.compile(r"^:(?P<name>[^:\s][^:]*):(?P<value>.*)$")
 _CODE_SPAN_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 _MARKER = "\x02sphere-workspace:{}\x03"
-_MARKER_RE = re.compile("\x02sphere-workspace:(\\d+)\x03")
+#: a claimed directive after serialization: its slot, the caption HTML, the end marker
+_SLOT_RE = re.compile(
+    r'<div data-sphere-slot="(?P<nonce>[0-9a-f]+)-(?P<number>\d+)">(?P<caption>.*?)'
+    r'<span data-sphere-slot-end="(?P=nonce)-(?P=number)"></span>\s*</div>',
+    re.DOTALL,
+)
 _LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
 _MARKER_LINE_RE = re.compile("^\x02sphere-workspace:(\\d+)\x03[ \t]*$", re.MULTILINE)
 #: preprocessors that give block structure to Markdown and must see captions too
@@ -203,6 +208,8 @@ def _closes(text: str, fence: str) -> bool:
 
 def _comment_state(line: str, in_comment: bool) -> bool:
     """Whether an HTML comment is still open after ``line`` (code spans ignored)."""
+    if "<!--" not in line and (not in_comment or "-->" not in line):
+        return in_comment
     text = line if in_comment else _CODE_SPAN_RE.sub("", line)
     pos = 0
     while True:
@@ -236,6 +243,8 @@ class _DirectivePreprocessor(Preprocessor):
 
     def run(self, lines: list[str]) -> list[str]:
         doc = self.ext._start_document(self.md)
+        if not any("{" + DIRECTIVE + "}" in line for line in lines):
+            return lines  # most pages: nothing to scan for
         out: list[str] = []
         in_comment = False
         i, n = 0, len(lines)
@@ -382,6 +391,8 @@ class _DirectivePreprocessor(Preprocessor):
         if not text.strip():
             return ""
         caption_lines = text.split("\n")
+        if not any(mark in text for mark in ("```", "~~~", "<")):
+            return text  # nothing for the structural preprocessors to do
         for name in _CAPTION_PREPROCESSORS:
             if name in self.md.preprocessors:
                 caption_lines = self.md.preprocessors[name].run(caption_lines)
@@ -488,15 +499,15 @@ class _EmbedPostprocessor(Postprocessor):
         doc = self.ext._doc
         if doc is None or not doc.directives:
             return text
-        text = _restore(text, doc, escape=False)  # markers left inside raw HTML blocks
+        if "\x02sphere-workspace:" in text:
+            text = _restore(text, doc, escape=False)  # markers left inside raw HTML blocks
+        if "data-sphere-slot" not in text:  # toc runs postprocessors on every heading too
+            return text
         if not doc.claimed:
             return text
-        slot_re = re.compile(
-            r'<div data-sphere-slot="' + doc.nonce + r'-(\d+)">(.*?)'
-            r'<span data-sphere-slot-end="' + doc.nonce + r'-\1"></span>\s*</div>',
-            re.DOTALL,
-        )
-        captions: dict[int, str] = {int(m.group(1)): m.group(2).strip() for m in slot_re.finditer(text)}
+        captions: dict[int, str] = {
+            int(m["number"]): m["caption"].strip() for m in _SLOT_RE.finditer(text) if m["nonce"] == doc.nonce
+        }
         if not captions or doc.rendered is not None:
             # toc and MkDocs run the postprocessors on heading text too: only the document counts
             return text
@@ -512,13 +523,15 @@ class _EmbedPostprocessor(Postprocessor):
         first = [True]
 
         def substitute(m: re.Match[str]) -> str:
-            out = rendered.get(int(m.group(1)), "")
+            if m["nonce"] != doc.nonce:
+                return m.group(0)
+            out = rendered.get(int(m["number"]), "")
             if first[0] and out and not self.ext.deferred:
                 out = self.ext._assets(doc) + out
             first[0] = False
             return out
 
-        return slot_re.sub(substitute, text)
+        return _SLOT_RE.sub(substitute, text)
 
 
 # --------------------------------------------------------------------------- extension
@@ -599,6 +612,13 @@ class SphereWorkspaceExtension(Extension):
         self._page, self._line_offset = None, 0
         if doc is None:
             return [], []
+        if doc.claimed and doc.rendered is None:  # another extension dropped every slot
+            for number in doc.claimed:
+                doc.errors.append(DirectiveError(
+                    f"{DIRECTIVE}: the embed was lost while the page was rendered "
+                    "(another extension removed it); expected it in the page",
+                    page=doc.page or None, line=doc.directives[number].line,
+                ))
         return doc.embeds, doc.errors
 
     # -- internals
