@@ -260,6 +260,8 @@ def scan_rst(text: str, file: str, *, line_offset: int = 0,
                 i = end
             elif directive and directive["name"].lower() not in RST_LITERAL_DIRECTIVES:
                 i += 1  # a container (note, admonition, only, tab...): scan its body as it comes
+            elif not rest and (i + 1 >= n or not lines[i + 1].strip()):
+                i += 1  # an empty comment: it ends the construct before it, and consumes nothing
             elif directive or not rest.startswith(("_", "[", "|")):
                 i = _block_end(lines, i + 1, indent)  # a literal directive or a comment
             else:
