@@ -493,3 +493,28 @@ def test_demo_builds_strict_against_the_emulator(emulator: EmulatorServer, tmp_p
     for name in [*OPTIONS, *SETTINGS]:
         assert f"<code>{name}</code>" in reference, name
     assert_no_leak([result.stdout, result.stderr], [site])
+
+
+# --------------------------------------------------------------------------- the loader injection shortcut
+
+TRICKY_PAGES = [
+    '<!doctype html><html><head><title>x</title></head><body class="a">hi</body></html>',
+    '<html><head><!-- <body fake> --><script>var s="<body>";</script></head><BODY data-x="a>b">x',
+    '<html><head><meta content="<body>"></head><body>x',
+    '<html><head><style>/* <body> */</style></head>\n<body\n  class="x"\n>x',
+    "<html><head><link href='a>b'></head><body>x",
+    '<?xml version="1.0"?><html><head><title>a<body>b</title></head><body>x',
+    "<html><head><title>a &amp; b</title></head><body>x",
+    "a < b <body>x",
+    "no body at all",
+    '<html><body><script id="sphere-docs-loader"></script></body>',
+    "<html><head><script>if (a < b) {}</script><textarea><body></textarea></head><body>",
+]
+
+
+@pytest.mark.parametrize("page", TRICKY_PAGES)
+def test_fast_injection_agrees_with_html_inject_after_body(page: str) -> None:
+    from sphere_docs import html
+    from sphere_docs.mkdocs_ import _inject_after_body
+
+    assert _inject_after_body(page, "<i>S</i>") == html.inject_after_body(page, "<i>S</i>")
