@@ -281,7 +281,9 @@ def test_dead_api_with_on_error_fail(dead_endpoint: str, tmp_path: Path, caplog:
     )
     assert len([m for m in errors if expected.fullmatch(m)]) == 2, errors  # our logger, then MkDocs'
     site = tmp_path / "site"
-    assert not list(site.rglob("*.html")) if site.exists() else True  # no page written at all
+    assert not site.exists() or not list(site.rglob("*.html"))  # no page written at all
+    ledger = tmp_path / ".cache/ledger.json"
+    assert not ledger.exists() or json.loads(ledger.read_text())["entries"] == {}  # nothing half-written
     assert_no_leak(messages(caplog), [tmp_path])
 
 
@@ -518,3 +520,32 @@ def test_fast_injection_agrees_with_html_inject_after_body(page: str) -> None:
     from sphere_docs.mkdocs_ import _inject_after_body
 
     assert _inject_after_body(page, "<i>S</i>") == html.inject_after_body(page, "<i>S</i>")
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", ["mkdocs.yml", "mkdocs-material.yml"])
+def test_demo_workspaces_render_in_chromium(emulator: EmulatorServer, tmp_path: Path, browser, artifacts_dir: Path,
+                                            config_name: str) -> None:
+    """The built demo, opened in Chromium: the loader fetches the emulated SDK, which fills every div."""
+    site = tmp_path / "site"
+    env = {**os.environ, "SPHERE_DEMO_ENDPOINT": emulator.url, "SPHERE_DEMO_CACHE": str(tmp_path / "cache"),
+           "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-f", str(DEMO / config_name), "-d", str(site)],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    try:
+        for lesson, expected in (("04-two-workspaces", 2), ("05-admonitions-tabs", 2)):
+            page.goto((site / "lessons" / lesson / "index.html").as_uri())
+            frames = page.locator('.se-workspace[data-se-state="ready"] iframe')
+            frames.first.wait_for(state="attached")
+            page.wait_for_function(f"document.querySelectorAll('.se-workspace[data-se-state=\"ready\"]').length >= {expected}")
+            assert page.locator('[data-se-state="refused"]').count() == 0
+            assert page.evaluate("document.querySelectorAll('#sphere-docs-loader').length") == 1
+            page.screenshot(path=str(artifacts_dir / f"mkdocs-{config_name.split('.')[0]}-{lesson}.png"), full_page=True)
+    finally:
+        page.close()
