@@ -226,6 +226,23 @@ def test_rebuilds_reuse_workspaces(emulator: EmulatorServer, tmp_path: Path) -> 
     assert now[0] != first[0] and now[1] == first[1]
 
 
+def test_dirty_build_keeps_the_manifest_of_pages_it_did_not_render(emulator: EmulatorServer, tmp_path: Path) -> None:
+    config = make_site(tmp_path, {"endpoint": emulator.url, "lazy_endpoint": LAZY})
+    run_build(config)
+    manifest = tmp_path / "site/sphere-workspaces.json"
+    before = json.loads(manifest.read_text())
+    two = tmp_path / "docs/lessons/two.md"
+    time.sleep(0.01)  # a newer mtime than the built page: MkDocs' "modified" test
+    two.write_text(two.read_text().replace(":name: later", ":name: later-renamed"))
+    os.utime(two, None)
+    emulator.reset_stats()
+    build(load_config(str(config)), dirty=True)
+    after = json.loads(manifest.read_text())
+    assert after["pages"]["lessons/one.md"] == before["pages"]["lessons/one.md"]  # not re-rendered, kept
+    assert [e["name"] for e in after["pages"]["lessons/two.md"]] == [default_name("lessons/two.md", 0), "later-renamed"]
+    assert emulator.count("POST /workspaces") == 0
+
+
 def test_two_builds_at_once_share_one_ledger(emulator: EmulatorServer, tmp_path: Path) -> None:
     plugin = {"endpoint": emulator.url, "lazy_endpoint": LAZY}
     configs = [make_site(tmp_path, plugin, name=f"mkdocs-{n}.yml", site_dir=f"site-{n}") for n in "ab"]
