@@ -33,9 +33,13 @@ broken example shown in a code block is just text.
 
 Processors (name, priority):
 
-* preprocessor ``sphere_workspace`` (29): find directives, parse options,
-  replace with markers.  Runs after ``normalize_whitespace`` (30), before
-  ``meta`` (27), ``fenced_code_block`` (25) and ``html_block`` (20).
+* preprocessor ``sphere_workspace`` (31.08): find directives, parse options,
+  replace with markers.  Runs before every fence preprocessor, including
+  superfences' ``preserve_tabs`` one (31.05), so a directive's closing fence is
+  never mistaken for an opening one; it does the line-preserving part of
+  whitespace normalization itself, and its SOH/EOT markers survive
+  ``normalize_whitespace`` (30), which strips STX/ETX.
+* preprocessor ``sphere_workspace_markers`` (29.95): markers become STX/ETX.
 * block processor ``sphere_workspace`` (76): claim a marker line, render the
   caption as Markdown in place.  Below ``code`` (80) so indented code wins.
 * treeprocessor ``sphere_workspace_revert`` (25): unclaimed markers in text
@@ -65,7 +69,7 @@ from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString, code_escape
 
 from . import html
-from .errors import SphereDocsError
+from .errors import SettingsError, SphereDocsError
 from .options import OptionError, WorkspaceSpec, default_name, parse_options
 from .settings import SETTINGS, SiteSettings
 
@@ -90,7 +94,10 @@ _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].
 #: a ``:name: value`` option line (value optional: a bare flag)
 _OPTION_RE = re.compile(r"^:(?P<name>[^:\s][^:]*):(?P<value>.*)$")
 _CODE_SPAN_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
-_MARKER = "\x02sphere-workspace:{}\x03"
+#: what the scan leaves in place of a directive: SOH/EOT survive whitespace normalization
+#: (which strips STX/ETX); _MarkerPreprocessor turns them into STX/ETX afterwards
+_RAW_MARKER = "\x01sphere-workspace:{}\x04"
+_RAW_MARKER_RE = re.compile("\x01sphere-workspace:(\\d+)\x04")
 #: a claimed directive after serialization: its slot, the caption HTML, the end marker
 _SLOT_RE = re.compile(
     r'<div data-sphere-slot="(?P<nonce>[0-9a-f]+)-(?P<number>\d+)">(?P<caption>.*?)'
@@ -100,7 +107,7 @@ _SLOT_RE = re.compile(
 _LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
 _MARKER_LINE_RE = re.compile("^\x02sphere-workspace:(\\d+)\x03[ \t]*$", re.MULTILINE)
 #: preprocessors that give block structure to Markdown and must see captions too
-_CAPTION_PREPROCESSORS = ("fenced_raw_block", "fenced_code_block", "html_block")
+_CAPTION_PREPROCESSORS = ("fenced_code_block", "html_block")
 #: settings that are not SiteSettings fields but extension-only knobs
 _EXTENSION_ONLY = ("page",)
 
@@ -245,6 +252,13 @@ class _DirectivePreprocessor(Preprocessor):
         doc = self.ext._start_document(self.md)
         if not any("{" + DIRECTIVE + "}" in line for line in lines):
             return lines  # most pages: nothing to scan for
+        # We run before whitespace normalization (see the module docstring), so do its
+        # line-preserving part here: no CR, tabs expanded, blank lines empty.
+        tab = self.md.tab_length
+        lines = [
+            (row.rstrip("\r").expandtabs(tab) if row.strip() else "").replace("\x01sphere-workspace:", "sphere-workspace:")
+            for row in lines
+        ]
         out: list[str] = []
         in_comment = False
         i, n = 0, len(lines)
@@ -319,7 +333,7 @@ class _DirectivePreprocessor(Preprocessor):
                 self._parse(doc, directive, arg, body)
             except DirectiveError as err:
                 directive.error = err
-        out.append(prefix + _MARKER.format(number))
+        out.append(prefix + _RAW_MARKER.format(number))
         return end
 
     def _parse(self, doc: _Document, directive: _Directive, arg: str, body: list[str]) -> None:
@@ -397,6 +411,17 @@ class _DirectivePreprocessor(Preprocessor):
             if name in self.md.preprocessors:
                 caption_lines = self.md.preprocessors[name].run(caption_lines)
         return "\n".join(caption_lines)
+
+
+class _MarkerPreprocessor(Preprocessor):
+    """After whitespace normalization: our SOH/EOT markers become STX/ETX ones."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        return [_RAW_MARKER_RE.sub(_marker_from_raw, row) if "\x01" in row else row for row in lines]
+
+
+def _marker_from_raw(m: re.Match[str]) -> str:
+    return f"\x02sphere-workspace:{m.group(1)}\x03"
 
 
 def _dedent(lines: Sequence[str]) -> str:
@@ -570,10 +595,7 @@ class SphereWorkspaceExtension(Extension):
         # Values go to SiteSettings unchanged: it owns the rules and the messages
         # (the base class would coerce strings to booleans where the default is None).
         if key not in self.config:
-            raise DirectiveError(
-                f"sphere_workspaces: unknown configuration {key!r}; valid: {', '.join(self.config)}",
-                page=None, line=None,
-            )
+            raise SettingsError(key, value, ", ".join(self.config), problem="unknown setting")
         self.config[key][0] = value
 
     @property
@@ -588,7 +610,8 @@ class SphereWorkspaceExtension(Extension):
         md.registerExtension(self)
         self._md = md
         _ = self.settings  # a bad setting fails here, not in the middle of a page
-        md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 29)
+        md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 31.08)
+        md.preprocessors.register(_MarkerPreprocessor(md), "sphere_workspace_markers", 29.95)
         md.parser.blockprocessors.register(
             _DirectiveBlockProcessor(md.parser, self), "sphere_workspace", 76
         )

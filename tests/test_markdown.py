@@ -159,6 +159,8 @@ EXTENSION_SETS = {
     "superfences+fenced_code": ["fenced_code", "pymdownx.superfences", "admonition", "pymdownx.details",
                                 "pymdownx.tabbed", "md_in_html"],
     "tabbed alternate": ["pymdownx.superfences", "admonition", "pymdownx.details", "pymdownx.tabbed", "md_in_html"],
+    "superfences preserve_tabs": ["pymdownx.superfences", "admonition", "pymdownx.details", "pymdownx.tabbed",
+                                  "md_in_html"],
 }
 
 
@@ -170,7 +172,8 @@ def test_directive_nested_in_containers(case: str, extensions: str) -> None:
     md = markdown.Markdown(
         extensions=["sphere_workspaces", *exts],
         extension_configs={"sphere_workspaces": BASE,
-                           "pymdownx.tabbed": {"alternate_style": extensions == "tabbed alternate"}},
+                           "pymdownx.tabbed": {"alternate_style": extensions == "tabbed alternate"},
+                           "pymdownx.superfences": {"preserve_tabs": extensions == "superfences preserve_tabs"}},
     )
     out = md.convert(text + "\n\nAfter.\n")
     embeds = Embeds(out)
@@ -203,16 +206,37 @@ CONTENT = {
 }
 
 
-@pytest.mark.parametrize("extensions", [["fenced_code", "admonition"], ["pymdownx.superfences", "admonition"]],
-                         ids=["fenced_code", "superfences"])
+CONTENT_SETUPS = {
+    "fenced_code": (["fenced_code", "admonition"], {}),
+    "superfences": (["pymdownx.superfences", "admonition"], {}),
+    "superfences preserve_tabs": (["pymdownx.superfences", "admonition"],
+                                  {"pymdownx.superfences": {"preserve_tabs": True}}),
+}
+
+
+@pytest.mark.parametrize("setup", CONTENT_SETUPS, ids=list(CONTENT_SETUPS))
 @pytest.mark.parametrize("case", CONTENT, ids=list(CONTENT))
-def test_directive_as_content_is_left_alone(case: str, extensions: list[str]) -> None:
+def test_directive_as_content_is_left_alone(case: str, setup: str) -> None:
+    extensions, configs = CONTENT_SETUPS[setup]
     # ":height: 1" is invalid: a directive that were parsed would raise
-    out = render(CONTENT[case] + "\n\nAfter.\n", *extensions)
+    out = markdown.markdown(CONTENT[case] + "\n\nAfter.\n", extensions=["sphere_workspaces", *extensions],
+                            extension_configs={"sphere_workspaces": BASE, **configs})
     assert Embeds(out).found == []
     assert "{sphere-workspace}" in out, out
     assert "\x02" not in out and "data-sphere" not in out
     assert "sphere-docs-loader" not in out
+
+
+def test_crlf_and_tabs_are_normalized_like_markdown_does() -> None:
+    text = f"- item\r\n\r\n\t```{{sphere-workspace}} {P}\r\n\t:name: tabbed\r\n\r\n\tCaption.\r\n\t```\r\n"
+    out = render(text)
+    assert Embeds(out).names == ["tabbed"]
+    assert "<p>Caption.</p>" in out
+
+
+def test_forged_markers_in_the_source_are_inert() -> None:
+    out = render("Text \x01sphere-workspace:0\x04 and \x02sphere-workspace:0\x03 here.")
+    assert Embeds(out).found == [] and "Text" in out
 
 
 def test_directive_in_indented_code_keeps_its_text_exactly() -> None:
