@@ -164,3 +164,35 @@ def test_zensical_build_mode_against_the_emulator(emulator: EmulatorServer, tmp_
     assert workspace_ids((site / "lesson/index.html").read_text()) == ids
     assert emulator.count("POST /workspaces") == creates
     assert_no_leak([result.stdout, result.stderr, again.stdout, again.stderr], [tmp_path])
+
+
+# --------------------------------------------------------------------------- MkDocs with the extension alone
+
+
+def test_mkdocs_with_the_extension_alone(tmp_path: Path) -> None:
+    """No plugin: the extension still makes working pages (loader inline, before the first embed)."""
+    config = write_site(tmp_path, {
+        "theme": {"name": "mkdocs"},
+        "markdown_extensions": [*EXTENSIONS, {"sphere_workspaces": {
+            "mode": "lazy", "endpoint": "http://127.0.0.1:8123", "lazy_endpoint": LAZY}}],
+    })
+    run_build(config)
+    lesson = (tmp_path / "site/lesson/index.html").read_text()
+    assert lesson.count(LOADER) == 1 and not loader_right_after_body(lesson)
+    assert lesson.index(LOADER) < lesson.index('<div class="sphere-workspace')
+    # alone, MkDocs does not tell the extension the page: names need the `page` setting or stay generic
+    assert lesson.count('data-sphere-mode="lazy"') == 4
+    assert not (tmp_path / "site/sphere-workspaces.json").exists()  # the manifest is the plugin's job
+
+
+def test_extension_listed_next_to_the_plugin_is_taken_over(emulator: EmulatorServer, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    config = write_site(tmp_path, {
+        "theme": {"name": "mkdocs"},
+        "markdown_extensions": [*EXTENSIONS, {"sphere_workspaces": {"mode": "lazy"}}],
+        "plugins": [{"sphere-workspaces": {"endpoint": emulator.url, "lazy_endpoint": LAZY, "cache": ".cache"}}],
+    })
+    with caplog.at_level("INFO"):
+        run_build(config)
+    check_plugin_output(tmp_path / "site", emulator)  # the plugin's settings won (build mode)
+    assert any("its markdown_extensions entry is not needed" in r.getMessage() for r in caplog.records)
