@@ -216,22 +216,38 @@ class _BodyFinder(HTMLParser):
     handle_startendtag = handle_starttag
 
 
+#: how much of a page the parser reads at a time while looking for ``<body>``
+_FEED_CHUNK = 512
+
+
 def inject_after_body(page_html: str, snippet: str) -> str:
     """Insert ``snippet`` immediately after the opening ``<body ...>`` tag, once.
 
     The tag may carry any attributes in any case.  A page that already has
     our loader is returned unchanged (idempotent); a page with no ``<body>``
     tag gets the snippet in front.  Everything else stays byte-for-byte.
+
+    The parser is fed the page a chunk at a time and stops at ``<body>``:
+    the tag sits near the top, and a big page's navigation after it would
+    otherwise cost more than the rest of the build step.  Only a page that
+    mentions the loader's id at all is read to the end, to find out whether
+    it really carries the loader.
     """
     finder = _BodyFinder()
-    finder.feed(page_html)
-    finder.close()
+    read_all = LOADER_ID in page_html
+    for start in range(0, len(page_html), _FEED_CHUNK):
+        finder.feed(page_html[start : start + _FEED_CHUNK])
+        if finder.body_end is not None and not read_all:
+            break
+    else:
+        finder.close()
     if finder.has_loader:
         return page_html
     if finder.body_end is None:
         return snippet + page_html
     line, col, tag_text = finder.body_end
-    # HTMLParser counts lines by "\n" only, so do the same here.
-    line_starts = [0] + [m.end() for m in re.finditer("\n", page_html)]
-    offset = line_starts[line - 1] + col + len(tag_text)
+    line_start = 0
+    for _ in range(line - 1):  # HTMLParser counts lines by "\n" only, so do the same here
+        line_start = page_html.index("\n", line_start) + 1
+    offset = line_start + col + len(tag_text)
     return page_html[:offset] + snippet + page_html[offset:]
