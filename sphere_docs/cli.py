@@ -2,8 +2,8 @@
 
 Each subcommand lives in its own module under ``sphere_docs.commands`` with a
 ``register(subparsers)`` function that adds its parser and sets
-``func=run``.  Modules are imported lazily so ``sphere-docs check`` does not
-pay for Sphinx or MkDocs imports.
+``func=run``.  Each command imports the heavy engines (MkDocs, Sphinx) only
+when it runs and needs them.
 """
 
 from __future__ import annotations
