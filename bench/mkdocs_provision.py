@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {v: statistics.median(walls[v]) for v in VARIANTS}
     cpu_med = {v: statistics.median(cpus[v]) for v in VARIANTS}
-    phase = {v: statistics.median(phases[v]) for v in ("conc-1", "conc-N")}
-    conc_phase = phase["conc-1"] / phase["conc-N"]
+    phase_med = {v: statistics.median(phases[v]) for v in ("conc-1", "conc-N")}
+    conc_phase = phase_med["conc-1"] / phase_med["conc-N"]
     conc_build = med["conc-1"] / med["conc-N"]
     lazy_over = med["lazy"] / med["off"] - 1
     lazy_cpu_over = cpu_med["lazy"] / cpu_med["off"] - 1
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     for v in VARIANTS:
-        p = f"{phase[v]:.2f} s" if v in phase else "—"
+        p = f"{phase_med[v]:.2f} s" if v in phase_med else "—"
         lines.append(f"| {v} | {med[v]:.2f} s | {cpu_med[v]:.2f} s | {p} |")
     lines += [
         "",
