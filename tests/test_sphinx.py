@@ -467,3 +467,14 @@ def test_a_misspelt_setting_is_a_config_warning(make_app, emulator, tmp_path):
         "WARNING: sphere-workspaces: unknown setting 'sphere_concurency' in conf.py; "
         "valid settings: sphere_cache, sphere_concurrency, ")
     assert warnings_of(app).rstrip().endswith("[sphere.config]")
+
+
+def test_importing_the_extension_package_needs_no_sphinx():
+    """``sphere_docs.sphinx`` imports Sphinx only when Sphinx calls ``setup()``."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['sphinx'] = None; sys.modules['docutils'] = None; "
+            "import sphere_docs.sphinx as ext; assert ext.__all__ == ['setup']; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
