@@ -198,22 +198,36 @@ class _BodyFinder(HTMLParser):
 
     HTMLParser already skips comments, ``<script>``/``<style>`` contents and
     attribute values, so a ``<body`` written in any of those is not mistaken
-    for the tag.
+    for the tag.  ``<title>`` and ``<textarea>`` hold text for browsers
+    (RCDATA) but tags for HTMLParser, so tags inside them are ignored here.
     """
+
+    RCDATA = ("title", "textarea")
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
         self.body_end: tuple[int, int, str] | None = None  # (line, col, tag text)
         self.has_loader = False
+        self.in_rcdata: str | None = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self.in_rcdata:
+            self.in_rcdata = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "body" and self.body_end is None:
+        if self.in_rcdata:
+            return
+        if tag in self.RCDATA:
+            self.in_rcdata = tag
+        elif tag == "body" and self.body_end is None:
             line, col = self.getpos()
             self.body_end = (line, col, self.get_starttag_text() or "")
         elif tag == "script" and ("id", LOADER_ID) in attrs:
             self.has_loader = True
 
-    handle_startendtag = handle_starttag
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.RCDATA:  # <title/> opens nothing
+            self.handle_starttag(tag, attrs)
 
 
 #: how much of a page the parser reads at a time while looking for ``<body>``

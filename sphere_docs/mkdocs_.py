@@ -39,7 +39,6 @@ same logger, so ``mkdocs build --strict`` fails on them.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -131,14 +130,7 @@ class SphereWorkspacesConfig(base.Config):
 
 def settings_from(config: SphereWorkspacesConfig, base_dir: Path | str = ".") -> SiteSettings:
     """The plugin's options as validated :class:`SiteSettings` (raises :class:`SettingsError`)."""
-    settings = SiteSettings.from_mapping({name: config[name] for name in SETTINGS}, base_dir=base_dir)
-    if settings.on_error == "lazy" and not settings.lazy_endpoint:
-        raise SettingsError(
-            "lazy_endpoint", None,
-            "the URL of the lazy endpoint, because on_error: lazy falls back to lazy embeds",
-            problem="missing setting",
-        )
-    return settings
+    return SiteSettings.from_mapping({name: config[name] for name in SETTINGS}, base_dir=base_dir)
 
 
 class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
@@ -243,10 +235,10 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             return output
         settings = self._settings()
         snippet = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=src in self.lazy_pages)
-        return _inject_after_body(output, snippet)
+        return html.inject_after_body(output, snippet)
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
-        from .provision import write_manifest
+        from .manifest import write_manifest
 
         entries: list[tuple[str, WorkspaceSpec]] = [
             (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
@@ -286,7 +278,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         """In a ``--dirty`` build, keep the manifest entries of pages that were not re-rendered."""
         if not manifest.is_file():
             return []
-        from .provision import ManifestError, read_manifest
+        from .manifest import ManifestError, read_manifest
 
         try:
             old = read_manifest(str(manifest))
@@ -320,42 +312,3 @@ def _front_matter_lines(page: Page, markdown: str) -> int:
     if markdown and source.endswith(markdown):
         return source[: len(source) - len(markdown)].count("\n")
     return 0
-
-
-#: The tokens of an HTML prefix, the way html.parser reads them: text, comments,
-#: declarations, script/style (raw text: a "<body" inside is not a tag), the body
-#: tag, any other tag.  Attribute values may hold ">" when quoted.
-_TOKEN_RE = re.compile(
-    r"""
-    (?P<text>[^<]+)
-    | (?P<comment><!--.*?-->)
-    | (?P<decl><![^>]*>|<\?[^>]*>)
-    | (?P<raw><(?P<rawtag>script|style|title|textarea)\b(?:[^>"']|"[^"]*"|'[^']*')*>(?P<rawtext>.*?)</(?P=rawtag)\s*>)
-    | (?P<body><body\b(?:[^>"']|"[^"]*"|'[^']*')*>)
-    | (?P<tag></?[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>)
-    """,
-    re.IGNORECASE | re.DOTALL | re.VERBOSE,
-)
-
-
-def _inject_after_body(page: str, snippet: str) -> str:
-    """:func:`html.inject_after_body`, without running the HTML parser over the whole page.
-
-    ``html.parser`` would read every tag of a page (a 200-link nav costs ~15 ms)
-    to find ``<body>`` near the top.  A regex tokenizer walks the prefix instead;
-    anything it does not fully understand — and a page that may already carry
-    the loader — goes to :func:`html.inject_after_body` unchanged, and the tests
-    check both give the same page.
-    """
-    if html.LOADER_ID not in page:
-        pos = 0
-        while pos < len(page):
-            m = _TOKEN_RE.match(page, pos)
-            if m is None:
-                break  # something irregular: let the real parser decide
-            if m.group("body") is not None:
-                return page[: m.end()] + snippet + page[m.end():]
-            if (m.group("rawtag") or "").lower() in ("title", "textarea") and "<" in m.group("rawtext"):
-                break  # markup inside title/textarea: parsers disagree, the real one decides
-            pos = m.end()
-    return html.inject_after_body(page, snippet)

@@ -55,10 +55,9 @@ allow-list and for audits; :func:`read_manifest` reads it from a path or URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -70,7 +69,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import filelock
-import requests
 
 from .client import (
     STATE_REMOVED,
@@ -80,7 +78,9 @@ from .client import (
     Workspace,
 )
 from .errors import SphereDocsError
+from .fileio import atomic_write_json
 from .html import TOKEN_RE, WORKSPACE_ID_RE
+from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from .options import WorkspaceSpec
 from .redact import redact
 from .settings import SiteSettings, parse_endpoint
@@ -102,8 +102,6 @@ __all__ = [
 
 LEDGER_NAME = "ledger.json"
 LEDGER_VERSION = 1
-MANIFEST_NAME = "sphere-workspaces.json"
-MANIFEST_VERSION = 1
 LOCK_TIMEOUT = 60.0
 PROGRESS_EVERY_SECONDS = 2.0
 #: builds with at least this many embeds log progress every tenth (others only when slow)
@@ -164,10 +162,6 @@ class ProvisionError(SphereDocsError):
         super().__init__(message)
 
 
-class ManifestError(SphereDocsError, ValueError):
-    """A manifest that cannot be read or is not a sphere-workspaces manifest."""
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -178,31 +172,6 @@ def ledger_key(api_base: str, request: EmbedRequest) -> str:
 
 
 # --------------------------------------------------------------------------- ledger
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress_os():
-            os.unlink(tmp)
-        raise
-
-
-class _suppress_os:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
 
 
 class Ledger:
@@ -245,12 +214,12 @@ class Ledger:
         self.dir.mkdir(parents=True, exist_ok=True)
         ignore = self.dir / ".gitignore"
         if not ignore.exists():
-            with _suppress_os():
+            with contextlib.suppress(OSError):
                 ignore.write_text("# sphere-docs cache: local state, never commit or publish\n*\n")
         with self._lock:
             data = self.read()
             result = mutate(data)
-            _atomic_write_json(self.path, data)
+            atomic_write_json(self.path, data)
             return result
 
 
@@ -702,65 +671,3 @@ def prune(
     say(f"sphere-docs prune: {verb} {len(result.removed)}, kept {result.kept} in use"
         + (f", {len(result.failed)} failed" if result.failed else ""))
     return result
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def write_manifest(path: Path | str, embeds: Iterable[tuple[str, WorkspaceSpec]]) -> None:
-    """Write ``sphere-workspaces.json``: page → embeds (project, mode, name); never a token."""
-    pages: dict[str, list[dict[str, Any]]] = {}
-    projects: set[str] = set()
-    for page, spec in embeds:
-        pages.setdefault(page, []).append(
-            {"project_id": spec.project_id, "mode": spec.mode, "name": spec.name})
-        projects.add(spec.project_id)
-    data = {
-        "version": MANIFEST_VERSION,
-        "pages": {page: pages[page] for page in sorted(pages)},
-        "projects": sorted(projects),
-    }
-    _atomic_write_json(Path(path), data)
-    os.chmod(path, 0o644)  # published with the site: readable by the web server
-
-
-def read_manifest(path_or_url: str) -> dict[str, Any]:
-    """Read and check a manifest from a file path or an http(s) URL."""
-    source = str(path_or_url)
-    if source.startswith(("http://", "https://")):
-        try:
-            response = requests.get(source, timeout=10, headers={"Accept": "application/json"})
-        except requests.RequestException as exc:
-            problem = f"cannot fetch the manifest {redact(source)}: {type(exc).__name__}"
-        else:
-            if response.status_code != 200:
-                problem = f"cannot fetch the manifest {redact(source)}: HTTP {response.status_code}"
-            else:
-                return _check_manifest(response.text, source)
-        raise ManifestError(problem)
-    if source.startswith("file://"):
-        source = source[len("file://"):]
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError(f"cannot read the manifest {source}: {exc.strerror or exc}") from None
-    return _check_manifest(text, source)
-
-
-def _check_manifest(text: str, source: str) -> dict[str, Any]:
-    where = redact(source)
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ManifestError(f"{where}: not JSON; expected a sphere-workspaces manifest") from None
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
-        raise ManifestError(f"{where}: not a sphere-workspaces manifest (version {MANIFEST_VERSION})")
-    pages = data.get("pages")
-    projects = data.get("projects")
-    if not isinstance(pages, dict) or not isinstance(projects, list):
-        raise ManifestError(f"{where}: a manifest needs 'pages' (object) and 'projects' (list)")
-    for page, embeds in pages.items():
-        if not isinstance(embeds, list) or not all(
-                isinstance(e, dict) and isinstance(e.get("project_id"), str) for e in embeds):
-            raise ManifestError(f"{where}: page {page!r}: expected a list of embeds with project_id")
-    return data

@@ -146,7 +146,16 @@ class SiteSettings:
             raise SettingsError("sdk_host", self.sdk_host, "host[:port] without a scheme")
         if self.sdk_https is not None and not isinstance(self.sdk_https, bool):
             raise SettingsError("sdk_https", self.sdk_https, "true | false")
-        if self.lazy_endpoint is not None:
+        if self.lazy_endpoint is None:
+            for name in ("mode", "on_error"):
+                if getattr(self, name) == "lazy":
+                    raise SettingsError(
+                        "lazy_endpoint", None,
+                        f"the URL of the lazy endpoint, because {name!r} is 'lazy' "
+                        "(e.g. https://docs.example.com/sphere/workspaces)",
+                        problem="missing setting",
+                    )
+        else:
             parts = urlsplit(str(self.lazy_endpoint))
             if parts.scheme not in ("http", "https") and not str(self.lazy_endpoint).startswith("/"):
                 raise SettingsError("lazy_endpoint", self.lazy_endpoint, "an http(s) URL or a path starting with /")

@@ -163,3 +163,31 @@ def test_markup_never_contains_unescaped_input(caption: str, page: str) -> None:
         tags = set(re.findall(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)", out))
         assert tags <= {"div", "p", "button", "strong"}
         assert "<script" not in out.lower()
+
+
+# Pages where a regex would go wrong; "|" marks where the snippet belongs ("" = in front).
+TRICKY_PAGES = [
+    '<!doctype html><html><head><title>x</title></head><body class="a">|hi</body></html>',
+    '<html><head><!-- <body fake> --><script>var s="<body>";</script></head><BODY data-x="a>b">|x',
+    '<html><head><meta content="<body>"></head><body>|x',
+    '<html><head><style>/* <body> */</style></head>\n<body\n  class="x"\n>|x',
+    "<html><head><link href='a>b'></head><body>|x",
+    '<?xml version="1.0"?><html><head><title>a<body>b</title></head><body>|x',
+    "<html><head><title>a &amp; b</title></head><body>|x",
+    "<html><head><script>if (a < b) {}</script><textarea><body></textarea></head><body>|",
+    "|no body at all",
+]
+
+
+@pytest.mark.parametrize("marked", TRICKY_PAGES)
+def test_inject_on_tricky_pages(marked: str) -> None:
+    page = marked.replace("|", "")
+    assert html.inject_after_body(page, "<i>S</i>") == marked.replace("|", "<i>S</i>")
+
+
+def test_inject_reads_to_the_end_when_the_loader_may_be_there() -> None:
+    has_it = '<html><body><script id="sphere-docs-loader"></script></body>'
+    assert html.inject_after_body(has_it, "<i>S</i>") == has_it
+    # The id only mentioned in text: not a loader, so the page still gets one.
+    mentions = "<html><body><p>" + "x" * 5000 + " sphere-docs-loader</p></body>"
+    assert html.inject_after_body(mentions, "<i>S</i>") == mentions.replace("<body>", "<body><i>S</i>")

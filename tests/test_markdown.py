@@ -358,8 +358,14 @@ def test_error_without_a_page_names_the_line() -> None:
 
 
 def test_lazy_embed_without_lazy_endpoint_is_an_error() -> None:
-    with pytest.raises(DirectiveError) as info:
+    with pytest.raises(SettingsError) as settings_error:  # lazy by default: the settings are wrong
         render(f"```{{sphere-workspace}} {P}\n```\n", lazy_endpoint=None)
+    assert str(settings_error.value) == (
+        "sphere-workspaces: missing setting 'lazy_endpoint'; expected the URL of the lazy endpoint, "
+        "because 'mode' is 'lazy' (e.g. https://docs.example.com/sphere/workspaces)"
+    )
+    with pytest.raises(DirectiveError) as info:  # one lazy embed on a build-mode site: the embed is
+        render(f"```{{sphere-workspace}} {P}\n:mode: lazy\n```\n", lazy_endpoint=None, mode="build")
     assert str(info.value) == (
         "intro.md:1: sphere-workspace: lazy mode needs the lazy_endpoint setting (the URL of your lazy "
         "endpoint); expected lazy_endpoint in the site settings"

@@ -36,6 +36,7 @@ def test_bad_endpoint(value: str) -> None:
         ({"timeout": -1}, "sphere-workspaces: invalid value -1 for setting 'timeout'; expected a number of seconds greater than 0"),
         ({"retries": 11}, "sphere-workspaces: invalid value 11 for setting 'retries'; expected a whole number from 0 to 10"),
         ({"token_env": "MY TOKEN"}, "sphere-workspaces: invalid value 'MY TOKEN' for setting 'token_env'; expected an environment variable name such as SPHERE_ENGINE_ACCESS_TOKEN"),
+        ({"on_error": "lazy"}, "sphere-workspaces: missing setting 'lazy_endpoint'; expected the URL of the lazy endpoint, because 'on_error' is 'lazy' (e.g. https://docs.example.com/sphere/workspaces)"),
         ({"access_token": "x"}, "sphere-workspaces: unknown setting 'access_token'; valid settings: cache, concurrency, endpoint, lazy_endpoint, mode, on_error, retries, sdk_host, sdk_https, timeout, token_env"),
     ],
 )

@@ -90,6 +90,25 @@ def test_html_build_live_workspaces_loader_manifest_and_no_leak(make_app, emulat
     assert_no_leak(texts=[app.status.getvalue(), app.warning.getvalue()], roots=[src])
 
 
+def test_prune_after_incremental_builds_keeps_unchanged_pages(make_app, emulator, tmp_path):
+    """Incremental builds resolve only changed documents; prune must still see every embed as used."""
+    import io
+
+    from sphere_docs.provision import prune
+
+    src = copy_root("sphere-basic", tmp_path)
+    build(make_app, src, emulator=emulator)
+    lesson = src / "lesson.rst"
+    touch(lesson, lesson.read_text().replace("Some prose", "Some better prose"))
+    build(make_app, src, emulator=emulator)  # re-reads lesson.rst only
+    after_edit = prune(src / ".sphere-docs-cache", dry_run=True, out=io.StringIO())
+    assert (after_edit.removed, after_edit.kept) == ([], 4)
+
+    build(make_app, src, emulator=emulator)  # nothing changed: nothing re-read
+    unchanged = prune(src / ".sphere-docs-cache", dry_run=True, out=io.StringIO())
+    assert (unchanged.removed, unchanged.kept) == ([], 4)
+
+
 def test_parallel_build_gives_the_same_embeds(make_app, emulator, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
     serial = build(make_app, src, emulator=emulator)
@@ -379,9 +398,9 @@ def test_myst_and_rst_pages_give_the_same_div(make_app, emulator, tmp_path):
     ("sphere_token_env", "NOT A NAME",
      "sphere-workspaces: invalid value 'NOT A NAME' for setting 'sphere_token_env'; "
      "expected an environment variable name such as SPHERE_ENGINE_ACCESS_TOKEN"),
-    ("sphere_lazy_endpoint", None, "sphere-workspaces: sphere_mode = 'lazy' needs "
-     "sphere_lazy_endpoint (the URL of the lazy endpoint, e.g. "
-     "https://docs.example.com/sphere/workspaces)"),
+    ("sphere_lazy_endpoint", None, "sphere-workspaces: missing setting 'sphere_lazy_endpoint'; "
+     "expected the URL of the lazy endpoint, because 'sphere_mode' is 'lazy' "
+     "(e.g. https://docs.example.com/sphere/workspaces)"),
 ])
 def test_bad_config_values_are_config_errors(make_app, tmp_path, setting, value, message):
     src = copy_root("sphere-basic", tmp_path)
@@ -397,23 +416,6 @@ def test_command_line_overrides_are_converted(make_app, emulator, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
     app = build(make_app, src, emulator=emulator, sphere_concurrency="2", sphere_retries="0")
     assert warnings_of(app) == "" and emulator.count(CREATES) == 4
-
-
-@pytest.mark.parametrize("page", [
-    "<!DOCTYPE html><html><head><title>t</title></head><body class=\"x\"><p>hi</p></body></html>",
-    "<html><head><!-- <body> in a comment --></head><BODY data-a='1'>text</BODY></html>",
-    "<html><head><script>var s = '<body>';</script></head><body>text</body></html>",
-    '<html><head></head><body data-x="a>b">text</body></html>',
-    "<p>a fragment without body</p>",
-])
-def test_inject_loader_matches_the_shared_injection(page):
-    from sphere_docs.html import inject_after_body
-    from sphere_docs.sphinx.extension import inject_loader
-
-    snippet = '<script id="sphere-docs-loader">/* loader */</script>'
-    once = inject_loader(page, snippet)
-    assert once == inject_after_body(page, snippet)
-    assert inject_loader(once, snippet) == once  # idempotent: an unchanged page stays as is
 
 
 def test_missing_endpoint_is_named(make_app, access_token, tmp_path):

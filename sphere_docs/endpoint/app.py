@@ -102,7 +102,7 @@ class _Manifest:
         self._loaded = time.monotonic()
 
     def _load(self) -> frozenset[str]:
-        from ..provision import read_manifest
+        from ..manifest import read_manifest
 
         try:
             data = read_manifest(self.source)

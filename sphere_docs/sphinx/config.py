@@ -106,8 +106,8 @@ def _raw_values(config: Config) -> dict[str, Any]:
 def sphinx_message(err: SettingsError) -> str:
     """The shared message, naming the setting the way conf.py spells it."""
     text = str(err)
-    if err.setting in SETTINGS:
-        text = text.replace(repr(err.setting), repr(config_name(err.setting)), 1)
+    for name in SETTINGS:  # the setting, and any other setting the message mentions
+        text = text.replace(repr(name), repr(config_name(name)))
     return text
 
 
@@ -146,15 +146,7 @@ def _check_names(config: Config) -> None:
 def validate_config(app: Sphinx, config: Config) -> None:
     """``config-inited``: fail early, before reading, on any bad ``sphere_*`` value."""
     _check_names(config)
-    settings = site_settings(config, app.confdir)
-    if not settings.lazy_endpoint:
-        for name, value in (("mode", settings.mode), ("on_error", settings.on_error)):
-            if value == "lazy":
-                raise ConfigError(
-                    f"sphere-workspaces: {config_name(name)} = 'lazy' needs "
-                    f"{config_name('lazy_endpoint')} (the URL of the lazy endpoint, "
-                    "e.g. https://docs.example.com/sphere/workspaces)"
-                )
+    settings = site_settings(config, app.confdir)  # raises ConfigError, named as in conf.py
     if settings.mode == "lazy" and not (settings.endpoint or settings.sdk_host):
         raise ConfigError(SDK_MISSING)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging as stdlib_logging
 import os
-import re
 import stat
 import tempfile
 import time
@@ -115,11 +114,18 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
         return []  # LaTeX, text, epub...: the fallback needs no workspace (and no token)
     data = env_data(env)
     pending = data.pending()
-    if not pending:
+    pending_keys = {e.key for e in pending}
+    # Embeds of unchanged documents keep their workspaces; they are only recorded as
+    # used by this build, so `sphere-docs prune` after an incremental build keeps them.
+    unchanged = [e for e in data.all_embeds() if e.spec.mode == "build" and e.key not in pending_keys]
+    if not pending and not unchanged:
         return []
     settings = sphere_config.site_settings(app.config, app.confdir)
+    scope = f"sphinx:{Path(app.confdir).resolve()}"
     started = time.perf_counter()
-    outcomes = _resolve(settings, pending)
+    outcomes = _resolve(settings, pending, unchanged, scope=scope)
+    if not pending:
+        return []
     for embed in pending:
         outcome = outcomes[embed.key]
         data.outcomes[embed.key] = outcome
@@ -174,13 +180,16 @@ def _reason(err: SettingsError) -> str:
     return sphere_config.sphinx_message(err).removeprefix("sphere-workspaces: ")
 
 
-def _resolve(settings: SiteSettings, pending: list[Embed]) -> dict[str, Outcome]:
+def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed], *,
+             scope: str) -> dict[str, Outcome]:
     from ..provision import EmbedRequest, Provisioner, ProvisionError
 
     requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
-    provisioner = Provisioner(settings, logger=_provision_log())
+    provisioner = Provisioner(settings, logger=_provision_log(), scope=scope)
     try:
-        results = provisioner.resolve(requests)
+        results = provisioner.resolve(requests) if requests else {}
+        # After resolve: same build id, so this adds to the build's record instead of replacing it.
+        provisioner.mark_used(EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in unchanged)
     except ProvisionError as err:
         raise SphereBuildError(str(err)) from None
     except SettingsError as err:
@@ -247,32 +256,9 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
             for e in page_embeds
         )
         text = path.read_text(encoding=encoding)
-        new = inject_loader(text, _page_snippet(settings, has_lazy))
+        new = html.inject_after_body(text, _page_snippet(settings, has_lazy))
         if new != text:
             _write_atomic(path, new, encoding)
-
-
-LOADER_MARK = f'<script id="{html.LOADER_ID}">'
-BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-
-
-def inject_loader(page: str, snippet: str) -> str:
-    """:func:`html.inject_after_body`, without parsing the whole page when it need not.
-
-    A page that already has the loader (written by an earlier build and not
-    rewritten since) is left as is.  Otherwise only the text up to the first
-    ``<body ...>``-looking tag is parsed: if the parser confirms it is the real
-    tag, the snippet goes right after it; if not (the match sat in a comment or
-    a script, or an attribute holds a ``>``), the whole page is parsed as usual.
-    """
-    if LOADER_MARK in page:
-        return page
-    match = BODY_TAG.search(page)
-    if match is not None:
-        head = page[: match.end()]
-        if html.inject_after_body(head, snippet) == head + snippet:
-            return head + snippet + page[match.end():]
-    return html.inject_after_body(page, snippet)
 
 
 def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
@@ -305,7 +291,7 @@ def _page_snippet(settings: SiteSettings, has_lazy: bool) -> str:
 
 
 def _write_manifest(path: Path, embeds: list[Embed]) -> None:
-    from ..provision import write_manifest
+    from ..manifest import write_manifest
 
     write_manifest(path, [(e.page, e.spec) for e in embeds])
 
