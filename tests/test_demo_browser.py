@@ -38,32 +38,11 @@ from sphere_docs.emulator import DEMO_PROJECTS
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SLUGS = [site.slug for site in SITES]
-#: third-party resources the *themes* reference; the only requests allowed to fail
-THEME_RESOURCES: dict[str, set[str]] = {
-    "mkdocs": {
-        "https://cdnjs.cloudflare.com/ajax/libs/highlight.js/11.8.0/styles/github.min.css",
-        "https://cdnjs.cloudflare.com/ajax/libs/highlight.js/11.8.0/styles/github-dark.min.css",
-        "https://cdnjs.cloudflare.com/ajax/libs/highlight.js/11.8.0/highlight.min.js",
-    },
-    "mkdocs-material": {
-        "https://fonts.googleapis.com/css?family=Roboto:300,300i,400,400i,700,700i%7CRoboto+Mono:400,400i,700,700i&display=fallback",
-    },
-}
+#: Third-party resources the *themes* reference; the only requests allowed to fail.  The demo
+#: configs turn them off (MkDocs `highlightjs: false`, Material `font: false`), so none are left.
+THEME_RESOURCES: dict[str, set[str]] = {}
 #: page errors that are the consequence of a failed theme resource: (theme, resource, error)
-THEME_RESOURCE_ERRORS = {
-    ("mkdocs", "https://cdnjs.cloudflare.com/ajax/libs/highlight.js/11.8.0/highlight.min.js",
-     "hljs is not defined"),  # the theme's inline `hljs.highlightAll()`
-}
-#: A bug of the MkDocs default theme met by the demo's content, not by sphere-docs: its
-#: base.js builds a Bootstrap ScrollSpy over the table of contents, which calls
-#: querySelector('#<heading id>'); ids that start with a digit ("# 1. Your first
-#: workspace" -> #1-your-first-workspace) are not valid selectors, so base.js stops
-#: half-way and its DOMContentLoaded handler then fails on the undefined keyCodes table.
-#: Collected apart (test_mkdocs_demo_headings_make_valid_selectors, a strict xfail).
-MKDOCS_SCROLLSPY_ERRORS = (
-    re.compile(r"^Failed to execute 'querySelector' on 'Element': '#\d[^']*' is not a valid selector\.$"),
-    re.compile(r"^Cannot read properties of undefined \(reading '191'\)$"),
-)
+THEME_RESOURCE_ERRORS: set[tuple[str, str, str]] = set()
 #: themes with a light and a dark scheme (following prefers-color-scheme)
 DARK_THEMES = {"mkdocs-material": "Material", "sphinx": "Furo"}
 #: the page of each site shown in the screenshots
@@ -124,7 +103,6 @@ class Tab:
     base: str
     errors: list[str] = field(default_factory=list)  #: console errors and page errors, unexplained
     theme_failures: set[str] = field(default_factory=set)  #: allowed theme resources that failed
-    scrollspy: list[str] = field(default_factory=list)  #: the MkDocs theme bug above
     external: set[str] = field(default_factory=set)  #: requests that tried to leave loopback
     requests: list[str] = field(default_factory=list)
     visited: set[str] = field(default_factory=set)
@@ -169,9 +147,6 @@ def tabs(browser: Any, demo: DemoServer) -> Iterator[dict[str, Tab]]:
         def page_error(exc: Any) -> None:
             text = str(getattr(exc, "message", "") or exc)
             if any((slug, resource, text) in THEME_RESOURCE_ERRORS for resource in state.external):
-                return
-            if slug == "mkdocs" and any(p.match(text) for p in MKDOCS_SCROLLSPY_ERRORS):
-                state.scrollspy.append(f"{page.url}: {text}")
                 return
             state.errors.append(f"{page.url}: pageerror: {text}")
 
@@ -364,13 +339,3 @@ def test_screenshots_and_no_console_errors(slug: str, demo: DemoServer, tabs: An
 def luminance(css_rgb: str) -> float:
     r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css_rgb)[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-@pytest.mark.xfail(strict=True, reason="MkDocs default theme: heading ids starting with a digit "
-                   "break its ScrollSpy (demo content: '# 1. Your first workspace')")
-def test_mkdocs_demo_headings_make_valid_selectors(demo: DemoServer, tabs: Any) -> None:
-    tab: Tab = tabs("mkdocs")
-    for built in built_pages(demo.out_dir / "mkdocs"):
-        if built.url_path not in tab.visited:
-            visit(tab, built.url_path)
-    assert tab.scrollspy == []
