@@ -146,6 +146,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.pages: dict[str, Page] = {}
         self.errors: list[DirectiveError] = []
         self.lazy_pages: set[str] = set()  # pages that need the activation script
+        self.instant_navigation = False
         self.rendered: set[str] = set()  # pages whose Markdown this build rendered
         self.scope = "mkdocs"
 
@@ -160,6 +161,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         except SettingsError as err:
             raise self._fail(str(err)) from None
         self.scope = f"mkdocs:{config_file.resolve() if config_file else base_dir.resolve()}"
+        self.instant_navigation = _instant_navigation(config)
         self.extension = SphereWorkspaceExtension(settings=self.settings, deferred=True)
         kept: list[Any] = []
         for ext in config.markdown_extensions:
@@ -231,10 +233,14 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
     @event_priority(100)  # inject before minifiers and other post-processing run
     def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str:
         src = page.file.src_uri
-        if src not in self.embeds:
-            return output
+        if src not in self.embeds and not self.instant_navigation:
+            return output  # no embed, no SDK: a page without workspaces stays as it was
         settings = self._settings()
-        snippet = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=src in self.lazy_pages)
+        # With Material's instant navigation a reader may land on any page and reach the
+        # embeds without a page load, so every page carries the loader and the script
+        # (which renders the embeds of each page that navigation brings in).
+        lazy = src in self.lazy_pages or self.instant_navigation
+        snippet = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=lazy)
         return html.inject_after_body(output, snippet)
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
@@ -299,6 +305,12 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
     def _fail(message: str) -> PluginError:
         log.error(message)
         return PluginError(message)
+
+
+def _instant_navigation(config: MkDocsConfig) -> bool:
+    """Material's ``navigation.instant``: pages are swapped in without a page load."""
+    theme = config.theme
+    return theme.name == "material" and "navigation.instant" in (theme.get("features") or [])
 
 
 def _front_matter_lines(page: Page, markdown: str) -> int:

@@ -141,7 +141,8 @@ def test_mkdocs_material_site_in_lazy_mode(browser: Any, stack: dict[str, Any], 
     }
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
     mkdocs_build(load_config(str(tmp_path / "mkdocs.yml")))
-    assert "sphere-docs-lazy-js" not in (stack["root"] / "index.html").read_text()  # no embed, no script
+    # instant navigation: a reader may land anywhere, so every page carries the loader and script
+    assert "sphere-docs-lazy-js" in (stack["root"] / "index.html").read_text()
     start_endpoint(stack, emulator)
 
     ctx, page, first = click_flow(browser, stack["origin"] + "/lessons/one/", artifacts_dir, "material-slate")
@@ -162,6 +163,71 @@ def test_mkdocs_material_site_in_lazy_mode(browser: Any, stack: dict[str, Any], 
     finally:
         ctx.close()
     assert emulator.count("POST /workspaces") == 2
+
+
+MD_BUILD = f"""# Built lesson
+
+```{{sphere-workspace}} {DEMO_PROJECT_ID}
+:height: 360px
+
+Created when the site was built.
+```
+
+[Lazy lesson](lazy.md)
+"""
+
+MD_LAZY = f"""# Lazy lesson
+
+```{{sphere-workspace}} {DEMO_PROJECT_ID}
+:mode: lazy
+:height: 360px
+```
+"""
+
+
+def test_material_instant_navigation_from_a_page_without_embeds(
+        browser: Any, stack: dict[str, Any], emulator: Any, tmp_path: Path, artifacts_dir: Path) -> None:
+    """Land on a page with no embed, then reach build-mode and lazy embeds without a page load."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# Course\n\nNo workspace here. [Built lesson](built.md)\n")
+    (docs / "built.md").write_text(MD_BUILD)
+    (docs / "lazy.md").write_text(MD_LAZY)
+    config = {
+        "site_name": "Instant course", "site_url": stack["origin"] + "/", "docs_dir": str(docs),
+        "site_dir": str(stack["root"]),
+        "theme": {"name": "material", "features": ["navigation.instant"], "font": False},
+        "markdown_extensions": ["pymdownx.superfences"],
+        "plugins": [{"sphere-workspaces": {"endpoint": emulator.url, "lazy_endpoint": stack["lazy_endpoint"],
+                                           "cache": str(tmp_path / ".cache")}}],
+    }
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    mkdocs_build(load_config(str(tmp_path / "mkdocs.yml")))
+    start_endpoint(stack, emulator)
+
+    ctx = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(stack["origin"] + "/")
+        page.evaluate("window.marker = 1")  # survives an instant navigation, not a page load
+        page.locator(".md-content").get_by_role("link", name="Built lesson").click()
+        page.wait_for_url("**/built/")
+        built = page.locator("[data-sphere-mode=build] .se-workspace")
+        built.locator("iframe").wait_for(state="visible")
+        assert built.get_attribute("data-workspace")
+        page.evaluate("window.builtBox = document.querySelector('[data-sphere-mode=build]')")
+        page.locator(".md-content").get_by_role("link", name="Lazy lesson").click()
+        page.wait_for_url("**/lazy/")
+        page.get_by_role("button", name="Start workspace").click()
+        ready_id(page)
+        assert page.evaluate("window.marker") == 1  # both were instant navigations
+        assert page.evaluate("window.builtBox.sdWs.destroyed") is True  # the page it left
+        page.screenshot(path=str(artifacts_dir / "lazy-site-material-instant-from-plain-page.png"))
+        assert errors == []
+    finally:
+        ctx.close()
 
 
 RST = f"""Lesson one

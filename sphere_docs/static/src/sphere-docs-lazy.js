@@ -23,7 +23,9 @@
  * (claim_expired, claim_invalid) is dropped and the request repeated without it.
  *
  * Instant/SPA navigation (Material's document$, else a MutationObserver): embeds that left
- * the page are destroyed (SDK destroy()), new ones are activated.
+ * the page are destroyed (SDK destroy()), new ones are activated.  Build-mode embeds are
+ * rendered through the SDK too (SE.workspace returns the object the SDK already made on a
+ * normal load), because after an instant navigation nothing else would render them.
  */
 (function (win, doc) {
   if (win.sphereDocs) return win.sphereDocs(); // inlined twice (or re-run by a SPA): just rescan
@@ -58,6 +60,7 @@
 
   function report(box, state, text) {
     var button = part(box, "start");
+    if (!button) return; // a build-mode embed: no placeholder to update
     box.setAttribute("data-sphere-state", state);
     part(box, "status").textContent = text;
     // aria-disabled, not disabled: a disabled button would drop the keyboard focus
@@ -128,6 +131,7 @@
     var launch = attr(box, "launch");
     var Observer = win.IntersectionObserver;
     box.sdOn = active.push(box);
+    if (attr(box, "sphere-mode") == "build") return render(box, part(box)); // after instant navigation
     part(box, "start").onclick = function () {
       start(box);
     };
@@ -152,7 +156,7 @@
       box.sdOn = 0;
       return false;
     });
-    var boxes = doc.querySelectorAll("[data-sphere-lazy]");
+    var boxes = doc.querySelectorAll("[data-sphere-lazy],[data-sphere-mode=build]");
     for (var i = 0; i < boxes.length; i++) {
       if (!boxes[i].sdOn) activate(boxes[i]);
     }
