@@ -183,7 +183,7 @@ def test_extension_listed_next_to_the_plugin_is_taken_over(emulator: EmulatorSer
                                                            caplog: pytest.LogCaptureFixture) -> None:
     config = write_site(tmp_path, {
         "theme": {"name": "mkdocs"},
-        "markdown_extensions": [*EXTENSIONS, {"sphere_workspaces": {"mode": "lazy"}}],
+        "markdown_extensions": [*EXTENSIONS, {"sphere_workspaces": {"mode": "lazy", "lazy_endpoint": LAZY}}],
         "plugins": [{"sphere-workspaces": {"endpoint": emulator.url, "lazy_endpoint": LAZY, "cache": ".cache"}}],
     })
     with caplog.at_level("INFO"):

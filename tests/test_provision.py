@@ -45,6 +45,8 @@ UNKNOWN_PROJECT = "f" * 32
 
 def site(url: str, tmp_path: Path, **kw) -> SiteSettings:
     values = {"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 2, "timeout": 3.0}
+    if "lazy" in (kw.get("on_error"), kw.get("mode")):  # falling back to lazy needs the endpoint
+        values["lazy_endpoint"] = "http://127.0.0.1:9/workspaces"
     values.update(kw)
     return SiteSettings.from_mapping(values, base_dir=tmp_path)
 
