@@ -189,7 +189,7 @@ def test_sphinx_reports_the_same_problems(emulator, access_token: str, tmp_path:
     shutil.copytree(TREE / "sphinx", source, ignore=shutil.ignore_patterns("_build"))
     env = {**os.environ, TOKEN_ENV: access_token}
     build = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-q", "-E", "-b", "html",
+        [sys.executable, "-m", "sphinx", "--no-color", "-q", "-E", "-b", "html",
          "-D", f"sphere_endpoint={emulator.url}", "-D", f"sphere_cache={tmp_path / 'cache'}",
          "-d", str(tmp_path / "doctrees"), str(source), str(tmp_path / "html")],
         capture_output=True, text=True, env=env, check=False, cwd=tmp_path,
