@@ -55,7 +55,7 @@ from mkdocs.structure.pages import Page
 
 from . import html
 from .errors import SettingsError, SphereDocsError
-from .markdown import DirectiveError, Embed, SphereWorkspaceExtension, render_resolution
+from .markdown import DIRECTIVE, DirectiveError, Embed, SphereWorkspaceExtension, render_resolution
 from .options import WorkspaceSpec
 from .settings import SETTINGS, SiteSettings
 
@@ -315,6 +315,8 @@ def _instant_navigation(config: MkDocsConfig) -> bool:
 
 def _front_matter_lines(page: Page, markdown: str) -> int:
     """How many source lines precede ``markdown`` in the page's file (the YAML front matter)."""
+    if "{" + DIRECTIVE + "}" not in markdown:
+        return 0  # no directive, no line to report: skip re-reading the file
     try:
         source = page.file.content_string
     except (OSError, UnicodeDecodeError):
