@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
 # subcommand name -> module under sphere_docs.commands
 COMMANDS = {
     "demo": "demo",
