@@ -198,8 +198,8 @@ class _BodyFinder(HTMLParser):
 
     HTMLParser already skips comments, ``<script>``/``<style>`` contents and
     attribute values, so a ``<body`` written in any of those is not mistaken
-    for the tag.  ``<title>`` and ``<textarea>`` hold text for browsers
-    (RCDATA) but tags for HTMLParser, so tags inside them are ignored here.
+    for the tag.  ``<title>`` and ``<textarea>`` hold only text for browsers
+    (RCDATA), so the parser is told to read them the same way.
     """
 
     RCDATA = ("title", "textarea")
@@ -208,17 +208,10 @@ class _BodyFinder(HTMLParser):
         super().__init__(convert_charrefs=False)
         self.body_end: tuple[int, int, str] | None = None  # (line, col, tag text)
         self.has_loader = False
-        self.in_rcdata: str | None = None
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self.in_rcdata:
-            self.in_rcdata = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.in_rcdata:
-            return
         if tag in self.RCDATA:
-            self.in_rcdata = tag
+            self.set_cdata_mode(tag)
         elif tag == "body" and self.body_end is None:
             line, col = self.getpos()
             self.body_end = (line, col, self.get_starttag_text() or "")
@@ -230,8 +223,40 @@ class _BodyFinder(HTMLParser):
             self.handle_starttag(tag, attrs)
 
 
+#: The tokens of a page's prefix the way :class:`_BodyFinder` reads them: text, comments,
+#: declarations, elements whose content holds no tags (script, style, title, textarea),
+#: the body tag, any other tag.  Quoted attribute values may contain ">".
+_PREFIX_TOKEN_RE = re.compile(
+    r"""
+    (?P<text>[^<]+)
+    | (?P<comment><!--.*?--\s*>)  # where html.parser ends a comment
+    | (?P<decl><!(?!--|\[)[^>]*>|<\?[^>]*>)
+    | (?P<raw><(?P<rawtag>script|style|title|textarea)\b(?:[^>"']|"[^"]*"|'[^']*')*>.*?</(?P=rawtag)\s*>)
+    | (?P<body><body\b(?:[^>"']|"[^"]*"|'[^']*')*>)
+    | (?P<tag>(?:</|<(?!(?:script|style|title|textarea)\b))[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>)
+    """,
+    re.IGNORECASE | re.DOTALL | re.VERBOSE,
+)
 #: how much of a page the parser reads at a time while looking for ``<body>``
 _FEED_CHUNK = 512
+
+
+def _quick_body_end(page_html: str) -> int | None:
+    """Where the body tag ends, for the regular pages every theme writes; ``None`` when unsure.
+
+    A tokenizer over the prefix is several times cheaper than the parser (this runs for
+    every page of a build).  Anything it does not fully understand returns ``None`` and
+    the parser decides; tests check both agree.
+    """
+    pos = 0
+    while pos < len(page_html):
+        m = _PREFIX_TOKEN_RE.match(page_html, pos)
+        if m is None:
+            return None
+        if m.group("body") is not None:
+            return m.end()
+        pos = m.end()
+    return None
 
 
 def inject_after_body(page_html: str, snippet: str) -> str:
@@ -241,12 +266,15 @@ def inject_after_body(page_html: str, snippet: str) -> str:
     our loader is returned unchanged (idempotent); a page with no ``<body>``
     tag gets the snippet in front.  Everything else stays byte-for-byte.
 
-    The parser is fed the page a chunk at a time and stops at ``<body>``:
-    the tag sits near the top, and a big page's navigation after it would
-    otherwise cost more than the rest of the build step.  Only a page that
-    mentions the loader's id at all is read to the end, to find out whether
-    it really carries the loader.
+    Only a page that mentions the loader's id is read to the end, to find out
+    whether it really carries the loader; otherwise the work stops at
+    ``<body>``: a quick tokenizer first, and for irregular markup the parser,
+    fed a chunk at a time.
     """
+    if LOADER_ID not in page_html:
+        quick = _quick_body_end(page_html)
+        if quick is not None:
+            return page_html[:quick] + snippet + page_html[quick:]
     finder = _BodyFinder()
     read_all = LOADER_ID in page_html
     for start in range(0, len(page_html), _FEED_CHUNK):

@@ -191,3 +191,44 @@ def test_inject_reads_to_the_end_when_the_loader_may_be_there() -> None:
     # The id only mentioned in text: not a loader, so the page still gets one.
     mentions = "<html><body><p>" + "x" * 5000 + " sphere-docs-loader</p></body>"
     assert html.inject_after_body(mentions, "<i>S</i>") == mentions.replace("<body>", "<body><i>S</i>")
+
+
+def _parser_only(page: str, snippet: str) -> str:
+    """The reference answer: html.parser alone, no tokenizer shortcut."""
+    finder = html._BodyFinder()
+    finder.feed(page)
+    finder.close()
+    if finder.has_loader:
+        return page
+    if finder.body_end is None:
+        return snippet + page
+    line, col, tag = finder.body_end
+    start = sum(len(row) + 1 for row in page.split("\n")[: line - 1])
+    return page[: start + col + len(tag)] + snippet + page[start + col + len(tag) :]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_quick_path_takes_real_theme_pages(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert html._quick_body_end(text) is not None  # the cheap path serves real pages
+    assert html.inject_after_body(text, SNIPPET) == _parser_only(text, SNIPPET)
+
+
+@pytest.mark.parametrize("marked", TRICKY_PAGES)
+def test_tricky_pages_agree_with_the_parser(marked: str) -> None:
+    page = marked.replace("|", "")
+    assert html.inject_after_body(page, "<i>S</i>") == _parser_only(page, "<i>S</i>")
+
+
+tag_soup = st.lists(st.sampled_from([
+    "<body>", "<BODY class='a>b'>", "<body\n id=x>", "<!-- ", " -->", "<!--<body>-->", "<script>", "</script>",
+    "<style>", "</style>", "<title>", "</title>", "<textarea>", "</textarea>", '<meta content="<body>">',
+    "<p>", "</p>", "<!DOCTYPE html>", "<?xml?>", "text", " < ", ">", "'", '"', "<a href='x'>", "\n",
+    "<bodyx>", "<body/>", "</body>", "<![CDATA[", "]]>",
+]), max_size=14).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(page=tag_soup)
+def test_quick_path_never_disagrees_with_the_parser(page: str) -> None:
+    assert html.inject_after_body(page, "<i>S</i>") == _parser_only(page, "<i>S</i>")
