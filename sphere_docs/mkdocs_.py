@@ -147,6 +147,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.errors: list[DirectiveError] = []
         self.lazy_pages: set[str] = set()  # pages that need the activation script
         self.instant_navigation = False
+        self.snippets: dict[bool, str] = {}  # page assets by "has lazy embeds"
         self.rendered: set[str] = set()  # pages whose Markdown this build rendered
         self.scope = "mkdocs"
 
@@ -235,13 +236,14 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         src = page.file.src_uri
         if src not in self.embeds and not self.instant_navigation:
             return output  # no embed, no SDK: a page without workspaces stays as it was
-        settings = self._settings()
         # With Material's instant navigation a reader may land on any page and reach the
         # embeds without a page load, so every page carries the loader and the script
         # (which renders the embeds of each page that navigation brings in).
         lazy = src in self.lazy_pages or self.instant_navigation
-        snippet = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=lazy)
-        return html.inject_after_body(output, snippet)
+        if lazy not in self.snippets:  # the same for every page of the build
+            settings = self._settings()
+            self.snippets[lazy] = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=lazy)
+        return html.inject_after_body(output, self.snippets[lazy])
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
         from .manifest import write_manifest
