@@ -55,6 +55,7 @@ from mkdocs.structure.pages import Page
 
 from . import html
 from .errors import SettingsError, SphereDocsError
+from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from .markdown import DIRECTIVE, DirectiveError, Embed, SphereWorkspaceExtension, render_resolution
 from .options import WorkspaceSpec
 from .settings import SETTINGS, SiteSettings
@@ -63,7 +64,6 @@ __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
 log = logging.getLogger("mkdocs.plugins.sphere_workspaces")
 
-MANIFEST = "sphere-workspaces.json"
 _OWN_EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
 
@@ -246,13 +246,12 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         return html.inject_after_body(output, self.snippets[lazy])
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
-        from .manifest import write_manifest
-
+        manifest = Path(config.site_dir) / MANIFEST_NAME
         entries: list[tuple[str, WorkspaceSpec]] = [
             (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
         ]
-        entries.extend(self._carried_over(Path(config.site_dir) / MANIFEST, config))
-        write_manifest(Path(config.site_dir) / MANIFEST, entries)
+        entries.extend(self._carried_over(manifest, config))
+        write_manifest(manifest, entries)
 
     # -- helpers
 
@@ -286,8 +285,6 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         """In a ``--dirty`` build, keep the manifest entries of pages that were not re-rendered."""
         if not manifest.is_file():
             return []
-        from .manifest import ManifestError, read_manifest
-
         try:
             old = read_manifest(str(manifest))
         except ManifestError:
