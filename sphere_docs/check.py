@@ -38,8 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from markdown import Markdown
 
+from .markdown import DIRECTIVE, EXTENSION_NAMES, SphereWorkspaceExtension
 from .options import OptionError, WorkspaceSpec, parse_options
+from .settings import SiteSettings
 
 __all__ = [
     "SKIP_DIRS",
@@ -52,7 +55,6 @@ __all__ = [
     "scan_rst",
 ]
 
-DIRECTIVE = "sphere-workspace"
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 RST_SUFFIXES = (".rst",)
 #: folders never scanned (build output, VCS, dependencies); hidden folders are skipped too
@@ -72,7 +74,6 @@ DEFAULT_MARKDOWN_EXTENSIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 #: settings for the extension while checking: no endpoint is called, lazy embeds need a URL
 _CHECK_LAZY_ENDPOINT = "https://sphere-docs.invalid/check"
-_OWN_EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
 
 # --------------------------------------------------------------------------- results
@@ -454,16 +455,11 @@ class _MarkdownChecker:
     """One Markdown instance (with the site's extensions) + the extension in deferred mode."""
 
     def __init__(self, extensions: Sequence[Any], configs: dict[str, Any], default_mode: str):
-        from markdown import Markdown
-
-        from .markdown import SphereWorkspaceExtension
-        from .settings import SiteSettings
-
         settings = SiteSettings(mode=default_mode, lazy_endpoint=_CHECK_LAZY_ENDPOINT)
         self.extension = SphereWorkspaceExtension(settings=settings, deferred=True)
         kept = [e for e in extensions
-                if e not in _OWN_EXTENSION_NAMES and not isinstance(e, SphereWorkspaceExtension)]
-        configs = {k: v for k, v in configs.items() if k not in _OWN_EXTENSION_NAMES}
+                if e not in EXTENSION_NAMES and not isinstance(e, SphereWorkspaceExtension)]
+        configs = {k: v for k, v in configs.items() if k not in EXTENSION_NAMES}
         self.md = Markdown(extensions=[*kept, self.extension], extension_configs=configs)
 
     def check(self, text: str, file: str, line_offset: int) -> CheckResult:

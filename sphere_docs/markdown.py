@@ -84,6 +84,8 @@ __all__ = [
 log = logging.getLogger("sphere_docs.markdown")
 
 DIRECTIVE = "sphere-workspace"
+#: how a ``markdown_extensions`` list can name this extension (entry point, module)
+EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
 #: a fence line: indentation / block-quote prefix and maybe a list marker, 3+ backticks or tildes, info
 _FENCE_RE = re.compile(

@@ -56,7 +56,14 @@ from mkdocs.structure.pages import Page
 from . import html
 from .errors import SettingsError, SphereDocsError
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
-from .markdown import DIRECTIVE, DirectiveError, Embed, SphereWorkspaceExtension, render_resolution
+from .markdown import (
+    DIRECTIVE,
+    EXTENSION_NAMES,
+    DirectiveError,
+    Embed,
+    SphereWorkspaceExtension,
+    render_resolution,
+)
 from .options import WorkspaceSpec
 from .settings import SETTINGS, SiteSettings
 
@@ -64,7 +71,6 @@ __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
 log = logging.getLogger("mkdocs.plugins.sphere_workspaces")
 
-_OWN_EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
 
 class SphereWorkspacesConfig(base.Config):
@@ -168,7 +174,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         for ext in config.markdown_extensions:
             if isinstance(ext, SphereWorkspaceExtension):
                 continue
-            if ext in _OWN_EXTENSION_NAMES:
+            if ext in EXTENSION_NAMES:
                 log.info(
                     "sphere-workspaces: the plugin provides the %s extension; "
                     "its markdown_extensions entry is not needed", ext,
