@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 from markdown import Markdown
 
-from .markdown import DIRECTIVE, EXTENSION_NAMES, SphereWorkspaceExtension
+from .markdown import DIRECTIVE, EXTENSION_NAMES, SphereWorkspaceExtension, closes_fence
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SiteSettings
 
@@ -345,16 +345,11 @@ _MYST_OPTION_RE = re.compile(r"^[ \t]*:[\w-]+:")
 MYST_LITERAL_DIRECTIVES = RST_LITERAL_DIRECTIVES | {"eval-rst"}
 
 
-def _closes(line: str, fence: str) -> bool:
-    text = line.strip()
-    return len(text) >= len(fence) and text == text[0] * len(text) and text[0] == fence[0]
-
-
 def _fence_end(lines: list[str], start: int, fence: str) -> int:
     """Index of the closing fence line (``len(lines)`` when it is never closed)."""
     i = start
     while i < len(lines):
-        if _closes(lines[i], fence):
+        if closes_fence(lines[i], fence):
             return i
         i += 1
     return i
@@ -380,7 +375,7 @@ def _prepare_markdown(lines: list[str], *, myst: bool) -> _Prepared:
     i, n = 0, len(lines)
     while i < n:
         line = lines[i]
-        if open_containers and _closes(line, open_containers[-1]):
+        if open_containers and closes_fence(line, open_containers[-1]):
             out[i] = ""
             open_containers.pop()
             i += 1

@@ -206,7 +206,8 @@ def _strip_prefix(line: str, prefix: str) -> str | None:
     return None
 
 
-def _closes(text: str, fence: str) -> bool:
+def closes_fence(text: str, fence: str) -> bool:
+    """Whether ``text`` closes a fence opened with ``fence`` (the same character, at least as many)."""
     stripped = text.strip()
     return (
         len(stripped) >= len(fence)
@@ -289,7 +290,7 @@ class _DirectivePreprocessor(Preprocessor):
                         break
                     out.append(lines[i])
                     i += 1
-                    if _closes(inner, fence):
+                    if closes_fence(inner, fence):
                         break
                 continue
             in_comment = _comment_state(line, False)
@@ -317,7 +318,7 @@ class _DirectivePreprocessor(Preprocessor):
             if inner is None:
                 break
             end += 1
-            if _closes(inner, fence):
+            if closes_fence(inner, fence):
                 closed = True
                 break
             body.append(inner)
