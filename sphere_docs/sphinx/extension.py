@@ -37,6 +37,7 @@ from sphinx.util import logging
 
 from .. import __version__, html
 from ..errors import SettingsError, SphereDocsError
+from ..manifest import MANIFEST_NAME, write_manifest
 from ..settings import SiteSettings
 from . import config as sphere_config
 from .directive import SphereWorkspaceDirective
@@ -58,7 +59,6 @@ __all__ = ["SphereBuildError", "setup_extension"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "sphere-workspaces.json"
 #: bump when the shape of the env data changes: Sphinx then re-reads everything
 ENV_VERSION = 1
 
@@ -238,7 +238,7 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
     assert isinstance(builder, StandaloneHTMLBuilder)
     data = env_data(app.env)
     embeds = data.all_embeds()
-    _write_manifest(Path(builder.outdir) / MANIFEST_NAME, embeds)
+    write_manifest(Path(builder.outdir) / MANIFEST_NAME, [(e.page, e.spec) for e in embeds])
 
     pages = _pages_with_embeds(app, data.embeds)
     if not pages:
@@ -288,12 +288,6 @@ def _page_snippet(settings: SiteSettings, has_lazy: bool) -> str:
         # sphere_sdk_host: the styles still help; finish_html has warned.
         return html.page_assets(lazy=has_lazy)
     return html.loader_snippet(host, https) + html.page_assets(lazy=has_lazy)
-
-
-def _write_manifest(path: Path, embeds: list[Embed]) -> None:
-    from ..manifest import write_manifest
-
-    write_manifest(path, [(e.page, e.spec) for e in embeds])
 
 
 def _write_atomic(path: Path, text: str, encoding: str) -> None:
