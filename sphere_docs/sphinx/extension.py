@@ -237,16 +237,21 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         return
     assert isinstance(builder, StandaloneHTMLBuilder)
     data = env_data(app.env)
-    embeds = data.all_embeds()
-    write_manifest(Path(builder.outdir) / MANIFEST_NAME, [(e.page, e.spec) for e in embeds])
+    write_manifest(Path(builder.outdir) / MANIFEST_NAME, [(e.page, e.spec) for e in data.all_embeds()])
 
     pages = _pages_with_embeds(app, data.embeds)
     if not pages:
         return
     settings = sphere_config.site_settings(app.config, app.confdir)
-    if not (settings.endpoint or settings.sdk_host):
+    try:
+        loader = html.loader_snippet(*settings.sdk)
+    except SettingsError:
+        # Only lazy embeds (:mode: lazy) on a site without sphere_endpoint or
+        # sphere_sdk_host: the styles still help.
         logger.warning(sphere_config.SDK_MISSING + "; pages with embeds get no SDK loader",
                        type="sphere", subtype="config")
+        loader = ""
+    snippets = {lazy: loader + html.page_assets(lazy=lazy) for lazy in (False, True)}
     encoding = app.config.html_output_encoding
     for path, page_embeds in pages.items():
         if not path.is_file():
@@ -256,7 +261,7 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
             for e in page_embeds
         )
         text = path.read_text(encoding=encoding)
-        new = html.inject_after_body(text, _page_snippet(settings, has_lazy))
+        new = html.inject_after_body(text, snippets[has_lazy])
         if new != text:
             _write_atomic(path, new, encoding)
 
@@ -278,16 +283,6 @@ def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path
         every = [e for docname in sorted(with_embeds) for e in with_embeds[docname]]
         return {Path(builder.get_outfilename(app.config.root_doc)): every}
     return {Path(builder.get_outfilename(d)): found for d, found in with_embeds.items()}
-
-
-def _page_snippet(settings: SiteSettings, has_lazy: bool) -> str:
-    try:
-        host, https = settings.sdk
-    except SettingsError:
-        # Only lazy embeds (:mode: lazy) on a site without sphere_endpoint or
-        # sphere_sdk_host: the styles still help; finish_html has warned.
-        return html.page_assets(lazy=has_lazy)
-    return html.loader_snippet(host, https) + html.page_assets(lazy=has_lazy)
 
 
 def _write_atomic(path: Path, text: str, encoding: str) -> None:
