@@ -151,10 +151,10 @@ class CheckResult:
 
     def summary(self) -> str:
         files = sum(1 for n in self.counts.values() if n)
-        text = (f"{_plural(self.total, 'embed')} in {_plural(files, 'file')}, "
-                f"{_plural(len(self.errors), 'error')}")
+        text = (f"{plural(self.total, 'embed')} in {plural(files, 'file')}, "
+                f"{plural(len(self.errors), 'error')}")
         if self.warnings:
-            text += f", {_plural(len(self.warnings), 'warning')}"
+            text += f", {plural(len(self.warnings), 'warning')}"
         return text
 
     def add(self, other: CheckResult) -> None:
@@ -165,7 +165,7 @@ class CheckResult:
             self.counts[page] = self.counts.get(page, 0) + count
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 

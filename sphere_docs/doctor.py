@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from .check import CheckResult, check_paths, load_mkdocs_config
+from .check import CheckResult, check_paths, load_mkdocs_config, plural
 from .errors import SettingsError
 from .redact import redact
 from .settings import SETTINGS, SiteSettings
@@ -253,10 +253,6 @@ def _setting(site: DocsSite, name: str) -> str:
     return site.setting_prefix + name
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _settings(site: DocsSite, endpoint: str | None, token_env: str | None,
               report: _Report) -> SiteSettings | None:
     values = dict(site.values)
@@ -294,7 +290,7 @@ def run_doctor(docs: Path | str = ".", *, endpoint: str | None = None,
         name = site.config_file.name if site.config_file else "the configuration"
         report.problem(f"{name} cannot be loaded", f"correct {name}",
                        details=tuple(site.errors[:5]))
-        report.line(f"sphere-docs doctor: {_plural(report.problems, 'problem')}")
+        report.line(f"sphere-docs doctor: {plural(report.problems, 'problem')}")
         return 1
 
     settings = _settings(site, endpoint, token_env, report)
@@ -321,7 +317,7 @@ def run_doctor(docs: Path | str = ".", *, endpoint: str | None = None,
 
 def _finish(report: _Report) -> int:
     if report.problems:
-        report.line(f"sphere-docs doctor: {_plural(report.problems, 'problem')}")
+        report.line(f"sphere-docs doctor: {plural(report.problems, 'problem')}")
         return 1
     report.line("sphere-docs doctor: no problems")
     return 0
@@ -332,29 +328,29 @@ def _report_embeds(report: _Report, site: DocsSite, found: CheckResult,
     pages = sum(1 for n in found.counts.values() if n)
     lazy = sum(1 for e in found.embeds if e.spec.mode == "lazy")
     build = len(found.embeds) - lazy
-    report.line(f"embeds: {found.total} in {_plural(pages, 'page')} "
+    report.line(f"embeds: {found.total} in {plural(pages, 'page')} "
                 f"({build} build, {lazy} lazy, {len(found.errors)} invalid)")
     if not found.total:
         return
     if not site.enabled:
         if site.kind == "mkdocs":
-            report.problem(f"{_plural(found.total, 'embed')} but {_show(site.config_file or Path())} "
+            report.problem(f"{plural(found.total, 'embed')} but {_show(site.config_file or Path())} "
                            "does not enable the sphere-workspaces plugin",
                            "add `- sphere-workspaces` under `plugins:` in mkdocs.yml")
         elif site.kind == "sphinx":
-            report.problem(f"{_plural(found.total, 'embed')} but conf.py does not enable the extension",
+            report.problem(f"{plural(found.total, 'embed')} but conf.py does not enable the extension",
                            'add "sphere_docs.sphinx" to extensions in conf.py')
     if site.kind == "sphinx" and not site.myst and any(p.endswith(".md") for p, n in found.counts.items() if n):
         report.problem("Markdown pages have embeds but conf.py does not enable MyST",
                        'add "myst_parser" to extensions in conf.py (pip install myst-parser)')
     if found.errors:
-        report.problem(f"{_plural(len(found.errors), 'invalid embed')}",
+        report.problem(f"{plural(len(found.errors), 'invalid embed')}",
                        f"correct them (the same list: sphere-docs check {_show(site.docs_dir)})",
                        details=tuple(p.text for p in found.errors[:10])
                        + ((f"... and {len(found.errors) - 10} more",) if len(found.errors) > 10 else ()))
     if lazy and settings is not None and not settings.lazy_endpoint:
         first = next(e for e in found.embeds if e.spec.mode == "lazy")
-        report.problem(f"{_plural(lazy, 'lazy embed')} (first at {first.file}:{first.line}) but no "
+        report.problem(f"{plural(lazy, 'lazy embed')} (first at {first.file}:{first.line}) but no "
                        "lazy endpoint is set",
                        f"set {_setting(site, 'lazy_endpoint')} {_where(site)} to the URL of your "
                        "lazy endpoint (see `sphere-docs endpoint --help`)")
@@ -427,10 +423,10 @@ def _report_projects(report: _Report, client: Any, found: CheckResult) -> None:
         projects = {p.id.lower(): p.name for p in client.list_projects()}
     except SphereEngineError as exc:
         report.line(f"skipped: the projects could not be listed ({exc.reason}); "
-                    f"{_plural(len(used), 'project')} not verified")
+                    f"{plural(len(used), 'project')} not verified")
         return
     for project_id, places in used.items():
-        count = _plural(len(places), "embed")
+        count = plural(len(places), "embed")
         if project_id in projects:
             name = projects[project_id]
             report.ok(f"project {project_id}{f' ({name})' if name else ''}: {count}")
@@ -439,7 +435,7 @@ def _report_projects(report: _Report, client: Any, found: CheckResult) -> None:
                            for pid, name in list(projects.items())[:SHOWN_PROJECTS])
         if len(projects) > SHOWN_PROJECTS:
             others += f", and {len(projects) - SHOWN_PROJECTS} more"
-        more = f" (and {_plural(len(places) - 1, 'other embed')})" if len(places) > 1 else ""
+        more = f" (and {plural(len(places) - 1, 'other embed')})" if len(places) > 1 else ""
         report.problem(
             f"project {project_id} is not in your account: {count}",
             f"check the id in {places[0]}{more}; your account has "
@@ -468,7 +464,7 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     unused = sum(1 for k in entries if k not in used)
     tail = f" (+{elsewhere} for other endpoints, not checked)" if elsewhere else ""
     if client is None or not entries:
-        report.line(f"ledger: {where}: {_plural(len(entries), 'workspace')}"
+        report.line(f"ledger: {where}: {plural(len(entries), 'workspace')}"
                     f"{' (not checked)' if entries else ''}{tail}")
         return
 
@@ -487,7 +483,7 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     dead = [(e, s) for e, (alive, s) in zip(entries.values(), states, strict=True) if alive is False]
     unknown = sum(1 for alive, _ in states if alive is None)
     counts = f"{live} live, {len(dead)} dead" + (f", {unknown} not checked (API error)" if unknown else "")
-    report.line(f"ledger: {where}: {_plural(len(entries), 'workspace')}: {counts}{tail}")
+    report.line(f"ledger: {where}: {plural(len(entries), 'workspace')}: {counts}{tail}")
     for entry, state_name in sorted(dead, key=lambda d: (str(d[0].get("page")), str(d[0].get("name")))):
         report.line(f"    dead: {entry.get('workspace_id')} ({entry.get('page')} "
                     f"{entry.get('name')}): {state_name}")
