@@ -18,6 +18,7 @@ from sphinx.errors import ConfigError
 from sphinx.util import logging
 
 from ..errors import SettingsError
+from ..options import FALSE_WORDS, TRUE_WORDS
 from ..settings import SETTINGS, SiteSettings
 
 if TYPE_CHECKING:
@@ -50,13 +51,9 @@ REBUILD = {
     "sdk_https": "html",
 }
 
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-
-
 def _to_bool(text: str) -> bool | str:
     low = text.strip().lower()
-    return True if low in _TRUE else False if low in _FALSE else text
+    return True if low in TRUE_WORDS else False if low in FALSE_WORDS else text
 
 
 #: ``sphinx-build -D sphere_concurrency=4`` hands us strings; convert the ones
