@@ -81,7 +81,7 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import SphereDocsError
-from .options import WorkspaceSpec
+from .options import FALSE_WORDS, TRUE_WORDS, WorkspaceSpec
 from .redact import install_log_redaction, redact, register_secret
 
 if TYPE_CHECKING:
@@ -235,9 +235,9 @@ def _as_bool(value: Any, default: bool) -> bool:
     if value is None:
         return default
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    if text in TRUE_WORDS:
         return True
-    if text in ("false", "0", "no", "off", ""):
+    if text in FALSE_WORDS or text == "":
         return False
     return default
 
