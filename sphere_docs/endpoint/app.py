@@ -67,8 +67,6 @@ log = logging.getLogger("sphere_docs.endpoint")
 PAGE_MAX = 512
 CLAIM_MAX = 200
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-#: workspace states (reference §3): 1 starting, 2 running, 3 stopped, 4 removed, 5 error
-STOPPED = 3
 
 
 class Problem(Exception):
@@ -358,7 +356,7 @@ class EndpointApp:
             return None
         if ws.is_live:
             return ws
-        if ws.state_code == STOPPED:
+        if ws.state_code == api.STATE_STOPPED:
             try:
                 self.client.resume(workspace_id)
                 return self.client.get_workspace(workspace_id)
