@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -57,7 +58,7 @@ from ..options import NAME_RE, PROJECT_ID_RE
 from ..redact import install_log_redaction, redact, register_secret
 from ..settings import parse_endpoint
 from .claims import ClaimError, Signer
-from .config import EndpointConfig, ceil_seconds, setting_error
+from .config import EndpointConfig, setting_error
 from .limits import SlidingWindow
 
 __all__ = ["EndpointApp", "Problem"]
@@ -78,7 +79,7 @@ class Problem(Exception):
         self.status = status
         self.code = code
         self.message = message
-        self.retry_after = None if retry_after is None else ceil_seconds(retry_after)
+        self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
         self.headers = dict(headers or {})
         self.extra = extra
 

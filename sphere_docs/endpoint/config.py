@@ -12,7 +12,6 @@ The access token is never a setting: it is read from the variable named by
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,6 +33,8 @@ CREATE_OPTION_NAMES = (
     "retention-total",
     "auto-resume",
 )
+
+
 def setting_error(var: str, value: Any, valid: str, problem: str = "invalid value") -> SettingsError:
     """A :class:`SettingsError` naming the environment variable (or its CLI flag's variable)."""
     if problem == "missing setting":
@@ -295,7 +296,3 @@ class EndpointConfig:
                 value = ", ".join(value) or "-"
             out[f.name] = str(value)
         return out
-
-
-def ceil_seconds(value: float) -> int:
-    return max(1, math.ceil(value))
