@@ -527,9 +527,8 @@ def _site_config(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _find_site(page: Path) -> tuple[str, Path] | tuple[str, None]:
-    """The nearest ``mkdocs.yml`` or ``conf.py`` above ``page``, up to the repository root."""
-    folder = page.resolve().parent
+def find_site(folder: Path) -> tuple[str, Path] | tuple[str, None]:
+    """The nearest ``mkdocs.yml`` or ``conf.py`` in ``folder`` (resolved) or above, up to the repository root."""
     while True:
         found = _site_config(folder)
         if found:
@@ -597,7 +596,7 @@ class _Sites:
         self._sites: dict[tuple[str, Path | None], _Site] = {}
 
     def for_page(self, page: Path) -> _Site:
-        kind, config = _find_site(page)
+        kind, config = find_site(page.resolve().parent)
         key = (kind, config)
         if key not in self._sites:
             self._sites[key] = self._make(kind, config)

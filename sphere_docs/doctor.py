@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from .check import CheckResult, check_paths, load_mkdocs_config, plural
+from .check import CheckResult, check_paths, find_site, load_mkdocs_config, plural
 from .errors import SettingsError
 from .redact import redact
 from .settings import SETTINGS, SiteSettings
@@ -73,24 +73,16 @@ def find_docs_site(path: Path) -> DocsSite:
     """The site of ``path``: a config file, a folder holding one, or a folder below one."""
     path = Path(path)
     if path.is_file():
-        if path.name == "conf.py":
-            return _sphinx_site(path)
-        return _mkdocs_site(path)
-    for name in ("mkdocs.yml", "mkdocs.yaml"):
-        if (path / name).is_file():
-            return _mkdocs_site(path / name)
-    for place in CONF_PY_PLACES:
+        return _site_of(path)
+    for place in ("mkdocs.yml", "mkdocs.yaml", *CONF_PY_PLACES):
         if (path / place).is_file():
-            return _sphinx_site(path / place)
-    folder = path.resolve()
-    while not (folder / ".git").exists() and folder.parent != folder:
-        folder = folder.parent
-        for name in ("mkdocs.yml", "mkdocs.yaml"):
-            if (folder / name).is_file():
-                return _mkdocs_site(folder / name)
-        if (folder / "conf.py").is_file():
-            return _sphinx_site(folder / "conf.py")
-    return DocsSite("none", None, path)
+            return _site_of(path / place)
+    _, config_file = find_site(path.resolve())  # the folders above, as `check` looks for a page's site
+    return _site_of(config_file) if config_file is not None else DocsSite("none", None, path)
+
+
+def _site_of(config_file: Path) -> DocsSite:
+    return _sphinx_site(config_file) if config_file.name == "conf.py" else _mkdocs_site(config_file)
 
 
 def _mkdocs_site(config_file: Path) -> DocsSite:
