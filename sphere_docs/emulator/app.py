@@ -93,6 +93,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import html
 import json
 import random
 import socket
@@ -387,18 +389,13 @@ def _paged(items: list[dict[str, Any]], request: Request) -> dict[str, Any]:
 
 
 def _esc(value: object) -> str:
-    return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&#x27;"))
+    return html.escape(str(value))  # quotes too: safe in attributes
 
 
-_RESOURCE_CACHE: dict[str, str] = {}
-
-
+@functools.cache
 def _resource(name: str) -> str:
-    if name not in _RESOURCE_CACHE:
-        _RESOURCE_CACHE[name] = (resources.files(__package__ or "sphere_docs.emulator")
-                                 .joinpath(name).read_text(encoding="utf-8"))
-    return _RESOURCE_CACHE[name]
+    return (resources.files(__package__ or "sphere_docs.emulator")
+            .joinpath(name).read_text(encoding="utf-8"))
 
 
 class _Reset(ConnectionResetError):
