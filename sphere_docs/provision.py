@@ -46,11 +46,8 @@ Failures follow the ``on_error`` setting: ``fail`` raises
 WARNING on the given logger (so ``mkdocs build --strict`` still fails).
 Workspaces created before a failure are recorded all the same.
 
-The manifest
-------------
-:func:`write_manifest` writes ``sphere-workspaces.json`` into the built site —
-page → embeds (project, mode, name), never a token — for the lazy endpoint's
-allow-list and for audits; :func:`read_manifest` reads it from a path or URL.
+``sphere-workspaces.json`` (page → embeds, never a token) is written and read
+by :mod:`sphere_docs.manifest`, which does not need this module's HTTP stack.
 """
 
 from __future__ import annotations
@@ -80,24 +77,19 @@ from .client import (
 from .errors import SphereDocsError
 from .fileio import atomic_write_json
 from .html import TOKEN_RE, WORKSPACE_ID_RE
-from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from .options import WorkspaceSpec
 from .redact import redact
 from .settings import SiteSettings, parse_endpoint
 
 __all__ = [
     "LEDGER_NAME",
-    "MANIFEST_NAME",
     "EmbedRequest",
     "Ledger",
-    "ManifestError",
     "ProvisionError",
     "Provisioner",
     "PruneResult",
     "Resolution",
     "prune",
-    "read_manifest",
-    "write_manifest",
 ]
 
 LEDGER_NAME = "ledger.json"

@@ -22,17 +22,15 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
 from sphere_docs.errors import SettingsError
+from sphere_docs.manifest import ManifestError, read_manifest, write_manifest
 from sphere_docs.options import default_name, parse_options
 from sphere_docs.provision import (
     LEDGER_NAME,
     EmbedRequest,
     Ledger,
-    ManifestError,
     Provisioner,
     ProvisionError,
     Resolution,
-    read_manifest,
-    write_manifest,
 )
 from sphere_docs.settings import SiteSettings
 
