@@ -32,11 +32,9 @@ from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
 from .emulator import DEMO_PROJECTS, EmulatorApp
+from .settings import DEFAULT_TOKEN_ENV
 
 __all__ = ["SITES", "DemoServer", "DemoSite", "find_sources"]
-
-TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
-
 
 @dataclass(frozen=True)
 class DemoSite:
@@ -175,7 +173,7 @@ class DemoServer:
     def demo_environ(self) -> dict[str, str]:
         """What the demo configs read (mkdocs.yml ``!ENV``, conf.py ``os.environ``)."""
         return {
-            TOKEN_ENV: self.token,
+            DEFAULT_TOKEN_ENV: self.token,
             "SPHERE_DEMO_ENDPOINT": self.base_url,
             "SPHERE_DEMO_LAZY_ENDPOINT": f"{self.base_url}/lazy/workspaces",
             "SPHERE_DEMO_CACHE": str(self.out_dir / ".sphere-docs-cache"),

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
+from ..settings import DEFAULT_TOKEN_ENV
 
 
 def _non_negative(raw: str) -> float:
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     parser.add_argument("--token", default=None,
-                        help=f"the only access token accepted (default: ${TOKEN_ENV}, else any)")
+                        help=f"the only access token accepted (default: ${DEFAULT_TOKEN_ENV}, else any)")
     parser.add_argument("--start-delay", type=_non_negative, default=1.0, metavar="S",
                         help="seconds a new workspace stays 'starting' (default 1)")
     parser.add_argument("--latency", type=_non_negative, default=0.0, metavar="S",
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..emulator import DEMO_PROJECTS, EmulatorServer
 
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    token = args.token or os.environ.get(DEFAULT_TOKEN_ENV) or None
     try:
         server = EmulatorServer(host=args.host, port=args.port, token=token,
                                 start_delay=args.start_delay, latency=args.latency,
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Sphere Engine Containers emulator on {server.url}", flush=True)
     for pid, name in DEMO_PROJECTS.items():
         print(f"  project {pid}  {name}")
-    source = "--token" if args.token else (f"${TOKEN_ENV}" if token else "any non-empty token")
+    source = "--token" if args.token else (f"${DEFAULT_TOKEN_ENV}" if token else "any non-empty token")
     print(f"  access token: {source}")
     print(f"  SDK: {server.url}/static/sdk/sdk.min.js  stats: {server.url}/_emulator/stats")
     print("Press Ctrl-C to stop.", flush=True)
