@@ -54,11 +54,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"sphere-docs prune: no ledger at {cache / LEDGER_NAME}; nothing to do")
         return 0
     try:
-        settings = SiteSettings.from_mapping({"token_env": args.token_env})
+        # the settings schema checks the flags: a bad value is a message, not a traceback
+        settings = SiteSettings.from_mapping(
+            {"token_env": args.token_env, "timeout": args.timeout, "retries": args.retries})
 
         def client_factory(api_base: str) -> ContainersClient:
-            return ContainersClient(api_base, settings.token(), timeout=args.timeout,
-                                    retries=args.retries)
+            return ContainersClient(api_base, settings.token(), timeout=settings.timeout,
+                                    retries=settings.retries)
 
         result = prune(cache, endpoint=args.endpoint, dry_run=args.dry_run,
                        client_factory=client_factory, out=sys.stdout)
