@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..settings import DEFAULT_TOKEN_ENV
+from ..settings import SETTINGS
 
 
 def register(subparsers: Any) -> None:
@@ -26,18 +26,20 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--cache", default=".sphere-docs-cache", metavar="DIR",
-                        help="the cache folder holding ledger.json (default .sphere-docs-cache)")
+    cache, token_env = SETTINGS["cache"].default, SETTINGS["token_env"].default
+    timeout, retries = SETTINGS["timeout"].default, SETTINGS["retries"].default
+    parser.add_argument("--cache", default=cache, metavar="DIR",
+                        help=f"the cache folder holding ledger.json (default {cache})")
     parser.add_argument("--endpoint", default=None, metavar="URL",
                         help="only workspaces of this API endpoint (customer host or URL)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be removed, change nothing")
-    parser.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
-                        help=f"environment variable holding the access token (default {DEFAULT_TOKEN_ENV})")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="timeout of each API call in seconds (default 10)")
-    parser.add_argument("--retries", type=int, default=3, metavar="N",
-                        help="retries of a failed API call (default 3)")
+    parser.add_argument("--token-env", default=token_env, metavar="NAME",
+                        help=f"environment variable holding the access token (default {token_env})")
+    parser.add_argument("--timeout", type=float, default=timeout, metavar="S",
+                        help=f"timeout of each API call in seconds (default {timeout:g})")
+    parser.add_argument("--retries", type=int, default=retries, metavar="N",
+                        help=f"retries of a failed API call (default {retries})")
     parser.set_defaults(func=run)
 
 
