@@ -539,14 +539,9 @@ class _EmbedPostprocessor(Postprocessor):
         if not captions or doc.rendered is not None:
             # toc and MkDocs run the postprocessors on heading text too: only the document counts
             return text
-        missing = [n for n in doc.claimed if n not in captions]
-        for number in missing:
-            directive = doc.directives[number]
-            self.ext._directive_error(DirectiveError(
-                f"{DIRECTIVE}: the embed was lost while the page was rendered "
-                "(another extension removed it); expected it in the page",
-                page=doc.page or None, line=directive.line,
-            ))
+        for number in doc.claimed:
+            if number not in captions:
+                self.ext._directive_error(_lost(doc, number))
         rendered = doc.rendered = self.ext._render_document(doc, captions)
         first = [True]
 
@@ -639,12 +634,7 @@ class SphereWorkspaceExtension(Extension):
         if doc is None:
             return [], []
         if doc.claimed and doc.rendered is None:  # another extension dropped every slot
-            for number in doc.claimed:
-                doc.errors.append(DirectiveError(
-                    f"{DIRECTIVE}: the embed was lost while the page was rendered "
-                    "(another extension removed it); expected it in the page",
-                    page=doc.page or None, line=doc.directives[number].line,
-                ))
+            doc.errors.extend(_lost(doc, number) for number in doc.claimed)
         return doc.embeds, doc.errors
 
     # -- internals
@@ -757,6 +747,14 @@ def render_resolution(embed: Embed, resolution: Any, settings: SiteSettings) -> 
         )
     reason = resolution.reason or "the workspace could not be created when this page was built"
     return html.unavailable_placeholder(spec, reason, caption_html=caption)
+
+
+def _lost(doc: _Document, number: int) -> DirectiveError:
+    return DirectiveError(
+        f"{DIRECTIVE}: the embed was lost while the page was rendered "
+        "(another extension removed it); expected it in the page",
+        page=doc.page or None, line=doc.directives[number].line,
+    )
 
 
 def _error_box(message: str) -> str:
