@@ -128,6 +128,14 @@ class SiteSettings:
         return settings
 
     def validate(self) -> None:
+        # conf.py values are not type-checked by Sphinx: a wrong type must be a message too.
+        for name, valid in (("endpoint", "a customer host or URL, as a string"),
+                            ("lazy_endpoint", "a URL, as a string"), ("cache", "a folder path, as a string"),
+                            ("sdk_host", "host[:port] without a scheme, as a string")):
+            value = getattr(self, name)
+            allowed = (str, Path) if name == "cache" else str
+            if value is not None and not isinstance(value, allowed):
+                raise SettingsError(name, value, valid)
         if self.endpoint is not None:
             parse_endpoint(self.endpoint)
         if self.mode not in MODES:

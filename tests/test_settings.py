@@ -37,6 +37,10 @@ def test_bad_endpoint(value: str) -> None:
         ({"retries": 11}, "sphere-workspaces: invalid value 11 for setting 'retries'; expected a whole number from 0 to 10"),
         ({"token_env": "MY TOKEN"}, "sphere-workspaces: invalid value 'MY TOKEN' for setting 'token_env'; expected an environment variable name such as SPHERE_ENGINE_ACCESS_TOKEN"),
         ({"on_error": "lazy"}, "sphere-workspaces: missing setting 'lazy_endpoint'; expected the URL of the lazy endpoint, because 'on_error' is 'lazy' (e.g. https://docs.example.com/sphere/workspaces)"),
+        ({"endpoint": 123}, "sphere-workspaces: invalid value 123 for setting 'endpoint'; expected a customer host or URL, as a string"),
+        ({"sdk_host": 5}, "sphere-workspaces: invalid value 5 for setting 'sdk_host'; expected host[:port] without a scheme, as a string"),
+        ({"cache": 5}, "sphere-workspaces: invalid value 5 for setting 'cache'; expected a folder path, as a string"),
+        ({"lazy_endpoint": ["x"]}, "sphere-workspaces: invalid value ['x'] for setting 'lazy_endpoint'; expected a URL, as a string"),
         ({"access_token": "x"}, "sphere-workspaces: unknown setting 'access_token'; valid settings: cache, concurrency, endpoint, lazy_endpoint, mode, on_error, retries, sdk_host, sdk_https, timeout, token_env"),
     ],
 )
