@@ -106,9 +106,13 @@ class Problem:
     severity: str = "error"
 
     @property
+    def where(self) -> str:
+        """``file:line`` (parts that are unknown are left out)."""
+        return ":".join(str(p) for p in (self.file, self.line) if p not in (None, ""))
+
+    @property
     def text(self) -> str:
-        where = ":".join(str(p) for p in (self.file, self.line) if p not in (None, ""))
-        return f"{where}: {self.message}" if where else self.message
+        return f"{self.where}: {self.message}" if self.where else self.message
 
     def as_json(self) -> dict[str, Any]:
         value = self.value
@@ -676,8 +680,7 @@ def format_text(result: CheckResult) -> Iterable[str]:
         if problem.severity == "error":
             yield problem.text
         else:
-            where = ":".join(str(p) for p in (problem.file, problem.line) if p not in (None, ""))
-            yield f"{where}: warning: {problem.message}"
+            yield f"{problem.where}: warning: {problem.message}"
     yield result.summary()
 
 
