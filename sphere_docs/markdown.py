@@ -718,11 +718,8 @@ class SphereWorkspaceExtension(Extension):
         settings = self.settings
         settings.token()  # SettingsError naming the variable, before any request
         requests = [EmbedRequest(page=doc.page, spec=e.spec, line=e.line) for _, e in build]
-        provisioner = Provisioner(settings, logger=log)
-        try:
+        with Provisioner(settings, logger=log) as provisioner:
             resolved = provisioner.resolve(requests)
-        finally:
-            provisioner.close()
         out: dict[int, str] = {}
         for (number, embed), request in zip(build, requests, strict=True):
             resolution = resolved[request.key]
