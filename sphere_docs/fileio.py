@@ -1,29 +1,40 @@
-"""Small file helpers shared by the ledger and the manifest."""
+"""Small file helpers shared by the ledger, the manifest and the Sphinx page rewrite."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_json"]
+__all__ = ["atomic_write_json", "atomic_write_text"]
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so readers see the old or the new file, never half."""
+def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: int | None = None,
+                      errors: str = "strict") -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half of it.
+
+    ``mode`` is the permission bits of the result; by default an existing file keeps
+    its own (``mkstemp`` would leave 0600), and a new one gets 0644.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding=encoding, errors=errors) as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, data: Any, *, mode: int | None = None) -> None:
+    """:func:`atomic_write_text` of ``data`` as indented, key-sorted JSON."""
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=mode)

@@ -9,7 +9,6 @@ stack just to write it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,7 @@ def write_manifest(path: Path | str, embeds: Iterable[tuple[str, WorkspaceSpec]]
         "pages": {page: pages[page] for page in sorted(pages)},
         "projects": sorted(projects),
     }
-    atomic_write_json(Path(path), data)
-    os.chmod(path, 0o644)  # published with the site: readable by the web server
+    atomic_write_json(Path(path), data, mode=0o644)  # published with the site: readable by the web server
 
 
 def read_manifest(path_or_url: str) -> dict[str, Any]:

@@ -24,9 +24,6 @@ and the page post-processing run in the main process only.
 from __future__ import annotations
 
 import logging as stdlib_logging
-import os
-import stat
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +34,7 @@ from sphinx.util import logging
 
 from .. import __version__, html
 from ..errors import SettingsError, SphereDocsError
+from ..fileio import atomic_write_text
 from ..manifest import MANIFEST_NAME, write_manifest
 from ..settings import SiteSettings
 from . import config as sphere_config
@@ -263,7 +261,8 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         text = path.read_text(encoding=encoding)
         new = html.inject_after_body(text, snippets[has_lazy])
         if new != text:
-            _write_atomic(path, new, encoding)
+            # never a half-written page (a reader may be serving the folder); keeps the page's mode
+            atomic_write_text(path, new, encoding=encoding, errors="xmlcharrefreplace")
 
 
 def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
@@ -283,17 +282,3 @@ def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path
         every = [e for docname in sorted(with_embeds) for e in with_embeds[docname]]
         return {Path(builder.get_outfilename(app.config.root_doc)): every}
     return {Path(builder.get_outfilename(d)): found for d, found in with_embeds.items()}
-
-
-def _write_atomic(path: Path, text: str, encoding: str) -> None:
-    """Never leave a half-written page behind (a reader may be serving the folder)."""
-    mode = stat.S_IMODE(path.stat().st_mode)  # mkstemp makes 0600; keep the page readable
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, errors="xmlcharrefreplace") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
