@@ -565,3 +565,14 @@ def test_two_embeds_with_one_name_warn(emulator, tmp_path, caplog):
         result = prov.resolve([first, clash])
     assert "sphere-workspaces: index.md:9: two embeds named" in caplog.text
     assert list(result) == [first.key]
+
+
+def test_file_permissions_ledger_private_manifest_published(emulator, tmp_path):
+    """The ledger holds workspace tokens: only the builder reads it; the manifest is published."""
+    settings = site(emulator.url, tmp_path)
+    with Provisioner(settings) as prov:
+        prov.resolve(PAGES)
+    assert (settings.cache_dir / LEDGER_NAME).stat().st_mode & 0o777 == 0o600
+    manifest = tmp_path / "site" / "sphere-workspaces.json"
+    write_manifest(manifest, [(r.page, r.spec) for r in PAGES])
+    assert manifest.stat().st_mode & 0o777 == 0o644
