@@ -134,12 +134,20 @@ def _mkdocs_site_without_mkdocs(site: DocsSite) -> DocsSite:
     data = data if isinstance(data, dict) else {}
     site.docs_dir = site.config_file.parent / str(data.get("docs_dir") or "docs")
     site.enabled = False
-    for entry in data.get("plugins") or ():
+    plugins = data.get("plugins") or []
+    if isinstance(plugins, Mapping):  # MkDocs also accepts `plugins:` as a mapping
+        plugins = [{name: options} for name, options in plugins.items()]
+    for entry in plugins if isinstance(plugins, list) else ():
         if entry == "sphere-workspaces":
             site.enabled = True
         elif isinstance(entry, Mapping) and "sphere-workspaces" in entry:
             site.enabled = True
-            site.values = dict(entry["sphere-workspaces"] or {})
+            options = entry["sphere-workspaces"] or {}
+            if not isinstance(options, Mapping):
+                site.errors = [f"{site.config_file.name}: the sphere-workspaces plugin's settings "
+                               f"are a {type(options).__name__}; expected 'name: value' lines"]
+                return site
+            site.values = dict(options)
     return site
 
 

@@ -292,3 +292,20 @@ def test_the_real_command(site: Path, emulator, caplog: pytest.LogCaptureFixture
     missing = subprocess.run([sys.executable, "-m", "sphere_docs", "doctor", "nowhere"], cwd=site,
                              env=env, capture_output=True, text=True, check=False)
     assert (missing.returncode, missing.stderr) == (2, "sphere-docs doctor: no such file or folder: nowhere\n")
+
+
+@pytest.mark.parametrize(("plugins", "enabled", "values", "errors"), [
+    ("  - search\n  - sphere-workspaces\n", True, {}, []),
+    ("  search: {}\n  sphere-workspaces: {endpoint: h.example.com}\n", True, {"endpoint": "h.example.com"}, []),
+    ("  - sphere-workspaces: oops\n", True, {},
+     ["mkdocs.yml: the sphere-workspaces plugin's settings are a str; expected 'name: value' lines"]),
+])
+def test_mkdocs_yml_read_without_mkdocs(tmp_path: Path, plugins: str, enabled: bool,
+                                        values: dict[str, str], errors: list[str]) -> None:
+    """Without MkDocs installed the YAML is read directly: list or mapping `plugins:`, no traceback."""
+    from sphere_docs.doctor import DocsSite, _mkdocs_site_without_mkdocs
+
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(f"site_name: x\nplugins:\n{plugins}", encoding="utf-8")
+    site = _mkdocs_site_without_mkdocs(DocsSite("mkdocs", config, tmp_path / "docs"))
+    assert (site.enabled, site.values, site.errors) == (enabled, values, errors)
