@@ -611,7 +611,6 @@ class _Sites:
         extensions: list[Any]
         configs: dict[str, Any]
         if kind == "mkdocs" and config is not None:
-            extensions, configs = [], {}
             try:
                 loaded, errors = load_mkdocs_config(config)
             except ImportError:
