@@ -455,12 +455,9 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     data = ledger.read()
     api = settings.api.api_base
     entries = {k: e for k, e in data["entries"].items()
-               if isinstance(e, Mapping) and str(e.get("endpoint") or k.split("|", 1)[0]) == api}
+               if isinstance(e, Mapping) and Ledger.entry_api_base(k, e) == api}
     elsewhere = len(data["entries"]) - len(entries)
-    used: set[str] = set()
-    for build in data.get("builds", {}).values():
-        if isinstance(build, Mapping):
-            used.update(str(k) for k in build.get("keys") or ())
+    used = Ledger.used_keys(data)
     unused = sum(1 for k in entries if k not in used)
     tail = f" (+{elsewhere} for other endpoints, not checked)" if elsewhere else ""
     if client is None or not entries:

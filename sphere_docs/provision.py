@@ -175,6 +175,20 @@ class Ledger:
         self._lock = filelock.FileLock(str(self.dir / (LEDGER_NAME + ".lock")), timeout=lock_timeout)
 
     @staticmethod
+    def used_keys(data: Mapping[str, Any]) -> set[str]:
+        """Ledger keys that the last build of some site scope used (what prune keeps)."""
+        used: set[str] = set()
+        for build in data.get("builds", {}).values():
+            if isinstance(build, Mapping):
+                used.update(str(k) for k in build.get("keys") or ())
+        return used
+
+    @staticmethod
+    def entry_api_base(key: str, entry: Mapping[str, Any]) -> str:
+        """The API endpoint an entry's workspace lives on (older entries only have it in the key)."""
+        return str(entry.get("endpoint") or key.split("|", 1)[0])
+
+    @staticmethod
     def empty() -> dict[str, Any]:
         return {"version": LEDGER_VERSION, "entries": {}, "builds": {}}
 
@@ -599,16 +613,13 @@ def prune(
     ledger = Ledger(cache_dir)
     data = ledger.read()
     only = parse_endpoint(endpoint).api_base if endpoint else None
-    used: set[str] = set()  # ledger keys some scope's last build used
-    for build in data.get("builds", {}).values():
-        if isinstance(build, Mapping):
-            used.update(str(k) for k in build.get("keys") or ())
+    used = Ledger.used_keys(data)
     result = PruneResult()
     doomed: list[tuple[str, dict[str, Any]]] = []
     for lkey, entry in sorted(data["entries"].items()):
         if not isinstance(entry, dict):
             continue
-        api_base = str(entry.get("endpoint") or lkey.split("|", 1)[0])
+        api_base = Ledger.entry_api_base(lkey, entry)
         if only is not None and api_base != only:
             continue
         if lkey in used:
