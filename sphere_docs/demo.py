@@ -163,6 +163,11 @@ class DemoServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sphere-docs-demo", daemon=True)
         self._thread.start()
 
+    def serve_until_interrupted(self) -> None:
+        """Block while serving; Ctrl-C (KeyboardInterrupt) ends the wait."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.5)  # short joins keep the main thread responsive to signals
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
             say(f"built into {out_dir}")
             return 0
         print(f"Serving the sphere-docs demo at {server.base_url}/  (Ctrl-C to stop)", flush=True)
-        while True:  # serve until Ctrl-C; the server runs in its thread
-            server._thread.join(timeout=0.5)  # type: ignore[union-attr]
+        server.serve_until_interrupted()
+        say("the server stopped unexpectedly")
+        return 1
     except KeyboardInterrupt:
         say("stopping")
         return 0
