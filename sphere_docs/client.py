@@ -77,6 +77,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from . import __version__
@@ -658,8 +659,8 @@ class ContainersClient:
         ):
             return ApiTimeout(f"no answer within {self.timeout:g}s{tries if not sent else ''}",
                               method=method, path=shown, maybe_processed=sent)
-        if any(type(e).__name__ == "NewConnectionError" or isinstance(e, ConnectionRefusedError)
-               for e in chain):
+        # No connection was made (refused, or the host name did not resolve): nothing was sent.
+        if any(isinstance(e, (NewConnectionError, ConnectionRefusedError)) for e in chain):
             detail = _os_detail(chain) or "connection refused"
             return TransportError(f"could not connect: {detail}{tries}", method=method, path=shown)
         if isinstance(exc, requests.exceptions.SSLError):

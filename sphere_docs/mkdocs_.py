@@ -206,8 +206,12 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         return html_
 
     def on_env(self, env: Any, /, *, config: MkDocsConfig, files: Files) -> Any:
-        if self.errors:
-            raise PluginError("\n".join(str(err) for err in self.errors))
+        if self.errors:  # each was logged as its page rendered; MkDocs prints this once more
+            count = len(self.errors)
+            raise PluginError(
+                f"sphere-workspaces: {count} invalid embed{'s' if count != 1 else ''} "
+                "(listed above); nothing was provisioned"
+            )
         if not self.embeds:
             return env
         settings = self._settings()
@@ -308,8 +312,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
 
     @staticmethod
     def _fail(message: str) -> PluginError:
-        log.error(message)
-        return PluginError(message)
+        return PluginError(message)  # MkDocs logs a PluginError's text itself: log it once
 
 
 def _instant_navigation(config: MkDocsConfig) -> bool:

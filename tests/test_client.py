@@ -371,3 +371,20 @@ def test_errors_pickle_and_keep_their_fields():
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is RateLimitedError and str(back) == str(err)
     assert (back.status, back.error_code, back.path) == (429, 50, "/api/v1/test")
+
+
+def test_unresolvable_host_is_a_connect_error_that_sent_nothing():
+    """A host name that does not resolve: "could not connect", and a POST surely not processed.
+
+    Built from the exception requests raises for it (no DNS query leaves this machine).
+    """
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    gai = socket.gaierror(-2, "Name or service not known")
+    reason = NameResolutionError("no-such-host.invalid", None, gai)  # type: ignore[arg-type]
+    reason.__cause__ = gai  # as urllib3 raises it: "raise NameResolutionError(...) from e"
+    exc = requests.ConnectionError(MaxRetryError(None, "/api/v1/workspaces", reason))  # type: ignore[arg-type]
+    client = ContainersClient("http://no-such-host.invalid/api/v1", "t", timeout=2, retries=0)
+    failure = client._transport_failure(exc, "POST", "/workspaces")
+    assert str(failure) == "Sphere Engine API POST /workspaces: could not connect: Name or service not known"
+    assert failure.maybe_processed is False
