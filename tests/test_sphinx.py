@@ -331,6 +331,9 @@ def test_missing_token(make_app, emulator, tmp_path, monkeypatch):
     app = make_app("html", srcdir=src, confoverrides={"sphere_endpoint": emulator.url})
     with pytest.raises(SphinxError, match=rf"no access token: set the environment variable {TOKEN_ENV}"):
         app.build()
+    # said plainly in the build log too, not only inside Sphinx's crash report
+    assert (f"ERROR: sphere-workspaces: no access token: set the environment variable {TOKEN_ENV}"
+            in warnings_of(app)) and "[sphere.config]" in warnings_of(app)
     app.cleanup()
 
     placeholder = build(make_app, copy_root("sphere-basic", tmp_path / "p"), emulator=emulator,

@@ -66,6 +66,10 @@ class SphereBuildError(SphinxError):
 
     category = "Sphere Engine workspaces error"
 
+    def __init__(self, message: str, subtype: str = "api"):
+        super().__init__(message)
+        self.subtype = subtype  #: the warning subtype it is logged with (sphere.api / sphere.config)
+
 
 def setup_extension(app: Sphinx) -> dict[str, Any]:
     sphere_config.register(app)
@@ -121,7 +125,13 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
     settings = sphere_config.site_settings(app.config, app.confdir)
     scope = f"sphinx:{Path(app.confdir).resolve()}"
     started = time.perf_counter()
-    outcomes = _resolve(settings, pending, unchanged, scope=scope)
+    try:
+        outcomes = _resolve(settings, pending, unchanged, scope=scope)
+    except SphereBuildError as err:
+        # Sphinx 9 prints a raised error inside a long crash report; say it plainly in the
+        # build log first, where authors read warnings.
+        logger.error(str(err), type="sphere", subtype=err.subtype)
+        raise
     if not pending:
         return []
     for embed in pending:
@@ -193,7 +203,7 @@ def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed
     except SettingsError as err:
         # No endpoint or no token: nothing can be provisioned.
         if settings.on_error == "fail":
-            raise SphereBuildError(sphere_config.sphinx_message(err)) from None
+            raise SphereBuildError(sphere_config.sphinx_message(err), subtype="config") from None
         return {e.key: Outcome(fallback=settings.on_error, reason=_reason(err)) for e in pending}
     except SphereDocsError as err:  # anything else the core reports on purpose
         raise SphereBuildError(str(err)) from None
