@@ -13,11 +13,14 @@ __all__ = ["atomic_write_json", "atomic_write_text"]
 
 
 def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: int | None = None,
-                      errors: str = "strict") -> None:
+                      errors: str = "strict", durable: bool = False) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never half of it.
 
     ``mode`` is the permission bits of the result; by default an existing file keeps
-    its own (``mkstemp`` would leave 0600), and a new one gets 0644.
+    its own (``mkstemp`` would leave 0600), and a new one gets 0644.  ``durable``
+    also flushes the data to disk before the rename, so the new file survives a
+    power cut: worth its cost for the ledger (it records workspaces that exist
+    remotely), not for build outputs that the next build writes again.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode is None:
@@ -26,8 +29,9 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: i
     try:
         with os.fdopen(fd, "w", encoding=encoding, errors=errors) as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -35,6 +39,6 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: i
         raise
 
 
-def atomic_write_json(path: Path, data: Any, *, mode: int | None = None) -> None:
+def atomic_write_json(path: Path, data: Any, *, mode: int | None = None, durable: bool = False) -> None:
     """:func:`atomic_write_text` of ``data`` as indented, key-sorted JSON."""
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=mode)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=mode, durable=durable)

@@ -224,17 +224,19 @@ class _BodyFinder(HTMLParser):
             self.handle_starttag(tag, attrs)
 
 
-#: The tokens of a page's prefix the way :class:`_BodyFinder` reads them: text, comments,
-#: declarations, elements whose content holds no tags (script, style, title, textarea),
-#: the body tag, any other tag.  Quoted attribute values may contain ">".
+#: The tokens of a page's prefix the way :class:`_BodyFinder` reads them: text and other
+#: tags, comments, declarations, elements whose content holds no tags (script, style,
+#: title, textarea), the body tag.  Quoted attribute values may contain ">".
 _PREFIX_TOKEN_RE = re.compile(
     r"""
-    (?P<text>[^<]+)
+    (?P<plain>(?:  # a run of text and ordinary tags, matched in one go (most of a <head>)
+        [^<]+
+        | (?:</|<(?!(?:script|style|title|textarea|body)\b))[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>
+    )+)
     | (?P<comment><!--.*?--\s*>)  # where html.parser ends a comment
     | (?P<decl><!(?!--|\[)[^>]*>|<\?[^>]*>)
     | (?P<raw><(?P<rawtag>script|style|title|textarea)\b(?:[^>"']|"[^"]*"|'[^']*')*>.*?</(?P=rawtag)\s*>)
     | (?P<body><body\b(?:[^>"']|"[^"]*"|'[^']*')*>)
-    | (?P<tag>(?:</|<(?!(?:script|style|title|textarea)\b))[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>)
     """,
     re.IGNORECASE | re.DOTALL | re.VERBOSE,
 )

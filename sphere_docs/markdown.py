@@ -84,6 +84,7 @@ __all__ = [
 log = logging.getLogger("sphere_docs.markdown")
 
 DIRECTIVE = "sphere-workspace"
+_DIRECTIVE_MARK = "{" + DIRECTIVE + "}"
 #: how a ``markdown_extensions`` list can name this extension (entry point, module)
 EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
@@ -106,6 +107,7 @@ _SLOT_RE = re.compile(
     r'<span data-sphere-slot-end="(?P=nonce)-(?P=number)"></span>\s*</div>',
     re.DOTALL,
 )
+_MARKER = "\x02sphere-workspace:"  #: the start of a marker after _MarkerPreprocessor
 _LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
 _MARKER_LINE_RE = re.compile("^\x02sphere-workspace:(\\d+)\x03[ \t]*$", re.MULTILINE)
 #: preprocessors that give block structure to Markdown and must see captions too
@@ -178,7 +180,7 @@ class _Document:
 
     page: str
     line_offset: int
-    nonce: str = field(default_factory=lambda: secrets.token_hex(4))
+    nonce: str  #: tells our slots from look-alike markup an author wrote
     directives: dict[int, _Directive] = field(default_factory=dict)
     claimed: list[int] = field(default_factory=list)
     embeds: list[Embed] = field(default_factory=list)
@@ -252,9 +254,10 @@ class _DirectivePreprocessor(Preprocessor):
         self.ext = ext
 
     def run(self, lines: list[str]) -> list[str]:
+        self.ext._doc = None
+        if not any(_DIRECTIVE_MARK in line for line in lines):
+            return lines  # most pages: nothing to scan for, and no per-document state to set up
         doc = self.ext._start_document(self.md)
-        if not any("{" + DIRECTIVE + "}" in line for line in lines):
-            return lines  # most pages: nothing to scan for
         # We run before whitespace normalization (see the module docstring), so do its
         # line-preserving part here: no CR, tabs expanded, blank lines empty.
         tab = self.md.tab_length
@@ -419,7 +422,13 @@ class _DirectivePreprocessor(Preprocessor):
 class _MarkerPreprocessor(Preprocessor):
     """After whitespace normalization: our SOH/EOT markers become STX/ETX ones."""
 
+    def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
+        super().__init__(md)
+        self.ext = ext
+
     def run(self, lines: list[str]) -> list[str]:
+        if self.ext._doc is None:
+            return lines  # the scan found no directive: no marker to convert
         return [_RAW_MARKER_RE.sub(_marker_from_raw, row) if "\x01" in row else row for row in lines]
 
 
@@ -449,7 +458,8 @@ class _DirectiveBlockProcessor(BlockProcessor):
         self.ext = ext
 
     def test(self, parent: etree.Element, block: str) -> bool:
-        return _MARKER_LINE_RE.search(block) is not None
+        # asked of every block of every page: a substring test first, the regex only on a hit
+        return _MARKER in block and _MARKER_LINE_RE.search(block) is not None
 
     def run(self, parent: etree.Element, blocks: list[str]) -> None:
         block = blocks.pop(0)
@@ -510,11 +520,11 @@ class _RevertTreeprocessor(Treeprocessor):
         if doc is None or not doc.directives:
             return
         for el in root.iter():
-            if el.text and "\x02sphere-workspace:" in el.text:
+            if el.text and _MARKER in el.text:
                 code = el.tag == "code" or isinstance(el.text, AtomicString)
                 restored = _restore(el.text, doc, escape=code)
                 el.text = AtomicString(restored) if isinstance(el.text, AtomicString) else restored
-            if el.tail and "\x02sphere-workspace:" in el.tail:
+            if el.tail and _MARKER in el.tail:
                 el.tail = _restore(el.tail, doc, escape=False)
 
 
@@ -527,7 +537,7 @@ class _EmbedPostprocessor(Postprocessor):
         doc = self.ext._doc
         if doc is None or not doc.directives:
             return text
-        if "\x02sphere-workspace:" in text:
+        if _MARKER in text:
             text = _restore(text, doc, escape=False)  # markers left inside raw HTML blocks
         if "data-sphere-slot" not in text:  # toc runs postprocessors on every heading too
             return text
@@ -588,6 +598,8 @@ class SphereWorkspaceExtension(Extension):
         self._line_offset = 0
         self._doc: _Document | None = None
         self._md: Markdown | None = None
+        self._nonce_base = secrets.token_hex(4)
+        self._documents = 0
 
     def setConfig(self, key: str, value: Any) -> None:
         # Values go to SiteSettings unchanged: it owns the rules and the messages
@@ -609,7 +621,7 @@ class SphereWorkspaceExtension(Extension):
         self._md = md
         _ = self.settings  # a bad setting fails here, not in the middle of a page
         md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 31.08)
-        md.preprocessors.register(_MarkerPreprocessor(md), "sphere_workspace_markers", 29.95)
+        md.preprocessors.register(_MarkerPreprocessor(md, self), "sphere_workspace_markers", 29.95)
         md.parser.blockprocessors.register(
             _DirectiveBlockProcessor(md.parser, self), "sphere_workspace", 76
         )
@@ -641,7 +653,9 @@ class SphereWorkspaceExtension(Extension):
 
     def _start_document(self, md: Markdown) -> _Document:
         page = self._page or self.getConfig("page") or _zensical_page(md) or ""
-        self._doc = _Document(page=page, line_offset=self._line_offset)
+        self._documents += 1  # a random part per extension and a counter: unguessable, and cheap per page
+        self._doc = _Document(page=page, line_offset=self._line_offset,
+                              nonce=f"{self._nonce_base}{self._documents:x}")
         return self._doc
 
     def _directive_error(self, err: DirectiveError) -> None:

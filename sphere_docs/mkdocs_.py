@@ -39,6 +39,7 @@ same logger, so ``mkdocs build --strict`` fails on them.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -325,6 +326,12 @@ def _front_matter_lines(page: Page, markdown: str) -> int:
     """How many source lines precede ``markdown`` in the page's file (the YAML front matter)."""
     if "{" + DIRECTIVE + "}" not in markdown:
         return 0  # no directive, no line to report: skip re-reading the file
+    if page.file.abs_src_path:
+        try:
+            if os.stat(page.file.abs_src_path).st_size == len(markdown.encode("utf-8")):
+                return 0  # the file is exactly this text: no front matter (a stat is cheaper than a read)
+        except OSError:
+            return 0
     try:
         source = page.file.content_string
     except (OSError, UnicodeDecodeError):

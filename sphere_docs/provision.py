@@ -225,7 +225,7 @@ class Ledger:
         with self._lock:
             data = self.read()
             result = mutate(data)
-            atomic_write_json(self.path, data, mode=0o600)  # workspace tokens: private to the builder
+            atomic_write_json(self.path, data, mode=0o600, durable=True)  # workspace tokens: private to the builder
             return result
 
 

@@ -367,6 +367,27 @@ def test_bad_directives_fail_the_build_with_every_message(
     assert not (tmp_path / "site/a/index.html").exists()
 
 
+@pytest.mark.parametrize(("front", "newline", "bom"), [
+    ("", "\n", b""),
+    ("", "\r\n", b""),
+    ("", "\n", b"\xef\xbb\xbf"),
+    ("---\ntitle: Ünïcode\n---\n", "\n", b""),
+    ("---\ntitle: Ünïcode\n---\n", "\r\n", b""),
+    ("---\ntitle: Ünïcode\n---\n", "\r\n", b"\xef\xbb\xbf"),
+])
+def test_error_lines_count_front_matter_whatever_the_file_encoding(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, front: str, newline: str, bom: bytes
+) -> None:
+    body = f"# Ünïcode lesson\n\nSome text.\n\n```{{sphere-workspace}} {P}\n:heigth: 600px\n```\n"
+    config = make_site(tmp_path, {"mode": "lazy", "lazy_endpoint": "https://lazy.example.org/w"}, {"index.md": "x"})
+    (tmp_path / "docs/index.md").write_bytes(bom + (front + body).replace("\n", newline).encode("utf-8"))
+    with pytest.raises(Abort):
+        run_build(config)
+    line = 5 + front.count("\n")
+    ours = [r.getMessage() for r in caplog.records if r.name == PLUGIN_LOGGER and r.levelno == logging.ERROR]
+    assert [m.split(": sphere-workspace:")[0] for m in ours] == [f"index.md:{line}"]
+
+
 def test_missing_token_names_the_variable(emulator: EmulatorServer, tmp_path: Path, monkeypatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv(TOKEN_ENV)
