@@ -192,6 +192,22 @@ class _Document:
 # --------------------------------------------------------------------------- scanning
 
 
+def _normalize(lines: list[str], tab_length: int) -> list[str]:
+    """The line-preserving part of Markdown's whitespace normalization: no CR, tabs expanded,
+    blank lines empty, and no look-alike of our raw marker.
+
+    The scan runs before Markdown's own normalization (see the module docstring), so it
+    does this part itself.
+    """
+    text = "\n".join(lines)
+    if "\r" not in text and "\t" not in text and "\x01" not in text:
+        return [row if not row or row.strip() else "" for row in lines]  # the usual page
+    return [
+        (row.rstrip("\r").expandtabs(tab_length) if row.strip() else "").replace("\x01sphere-workspace:", "sphere-workspace:")
+        for row in lines
+    ]
+
+
 def _strip_prefix(line: str, prefix: str) -> str | None:
     """``line`` without the directive's indentation/quote prefix; ``None`` if it left the container."""
     if not line.strip():
@@ -258,13 +274,7 @@ class _DirectivePreprocessor(Preprocessor):
         if not any(_DIRECTIVE_MARK in line for line in lines):
             return lines  # most pages: nothing to scan for, and no per-document state to set up
         doc = self.ext._start_document(self.md)
-        # We run before whitespace normalization (see the module docstring), so do its
-        # line-preserving part here: no CR, tabs expanded, blank lines empty.
-        tab = self.md.tab_length
-        lines = [
-            (row.rstrip("\r").expandtabs(tab) if row.strip() else "").replace("\x01sphere-workspace:", "sphere-workspace:")
-            for row in lines
-        ]
+        lines = _normalize(lines, self.md.tab_length)
         out: list[str] = []
         in_comment = False
         i, n = 0, len(lines)
@@ -275,7 +285,8 @@ class _DirectivePreprocessor(Preprocessor):
                 out.append(line)
                 i += 1
                 continue
-            m = _FENCE_RE.match(line)
+            # (substring tests first: most lines are prose, and this runs on every line of the page)
+            m = _FENCE_RE.match(line) if "```" in line or "~~~" in line else None
             if m and not (m["fence"][0] == "`" and "`" in m["info"]):
                 prefix, fence = m["prefix"], m["fence"]
                 # the lines of a fence opened on a list item line are indented like its text
@@ -296,7 +307,8 @@ class _DirectivePreprocessor(Preprocessor):
                     if closes_fence(inner, fence):
                         break
                 continue
-            in_comment = _comment_state(line, False)
+            if "<!--" in line:
+                in_comment = _comment_state(line, False)
             out.append(line)
             i += 1
         return out
