@@ -226,17 +226,18 @@ class _BodyFinder(HTMLParser):
 
 #: The tokens of a page's prefix the way :class:`_BodyFinder` reads them: text and other
 #: tags, comments, declarations, elements whose content holds no tags (script, style,
-#: title, textarea), the body tag.  Quoted attribute values may contain ">".
+#: title, textarea), the body tag.  Quoted attribute values may contain ">".  Repetitions
+#: are written as "a run, then (special, run)*" so the engine never backtracks into them.
 _PREFIX_TOKEN_RE = re.compile(
     r"""
     (?P<plain>(?:  # a run of text and ordinary tags, matched in one go (most of a <head>)
         [^<]+
-        | (?:</|<(?!(?:script|style|title|textarea|body)\b))[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>
+        | (?:</|<(?!(?:script|style|title|textarea|body)\b))[a-zA-Z][^\s/>]*[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>
     )+)
     | (?P<comment><!--.*?--\s*>)  # where html.parser ends a comment
     | (?P<decl><!(?!--|\[)[^>]*>|<\?[^>]*>)
-    | (?P<raw><(?P<rawtag>script|style|title|textarea)\b(?:[^>"']|"[^"]*"|'[^']*')*>.*?</(?P=rawtag)\s*>)
-    | (?P<body><body\b(?:[^>"']|"[^"]*"|'[^']*')*>)
+    | (?P<raw><(?P<rawtag>script|style|title|textarea)\b[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>[^<]*(?:<(?!/(?P=rawtag)\s*>)[^<]*)*</(?P=rawtag)\s*>)
+    | (?P<body><body\b[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>)
     """,
     re.IGNORECASE | re.DOTALL | re.VERBOSE,
 )
