@@ -51,8 +51,8 @@ Processors (name, priority):
 from __future__ import annotations
 
 import logging
+import os
 import re
-import secrets
 import xml.etree.ElementTree as etree
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -610,7 +610,7 @@ class SphereWorkspaceExtension(Extension):
         self._line_offset = 0
         self._doc: _Document | None = None
         self._md: Markdown | None = None
-        self._nonce_base = secrets.token_hex(4)
+        self._nonce_base = os.urandom(4).hex()  # (not `secrets`: one import less per build)
         self._documents = 0
 
     def setConfig(self, key: str, value: Any) -> None:
