@@ -105,6 +105,9 @@ log = logging.getLogger("sphere_docs.provision")
 # --------------------------------------------------------------------------- values
 
 
+#: set on the log record of each per-embed fallback warning (``record.sphere_fallback``)
+FALLBACK_RECORD_FLAG = "sphere_fallback"
+
 @dataclass(frozen=True)
 class EmbedRequest:
     """One build-mode embed of one page."""
@@ -368,7 +371,9 @@ class Provisioner:
             what = "falling back to a lazy embed" if fallback == "lazy" else "showing a placeholder"
             self.logger.warning(
                 "sphere-workspaces: %s: workspace for project %s unavailable (%s); %s",
-                request.where, request.spec.project_id, reason, what)
+                request.where, request.spec.project_id, reason, what,
+                extra={FALLBACK_RECORD_FLAG: True},  # front ends that report fallbacks themselves skip these
+            )
             results[request.key] = Resolution(request, fallback=fallback, reason=reason)
         return results
 

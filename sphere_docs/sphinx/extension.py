@@ -162,10 +162,13 @@ class _ToSphinx(stdlib_logging.Handler):
     """
 
     def emit(self, record: stdlib_logging.LogRecord) -> None:
+        # (loaded already: only the Provisioner logs here)
+        from ..provision import FALLBACK_RECORD_FLAG
+
         try:
             text = record.getMessage()
             if record.levelno >= stdlib_logging.WARNING:
-                if " unavailable (" not in text:
+                if not getattr(record, FALLBACK_RECORD_FLAG, False):
                     logger.warning(text, type="sphere", subtype="api")
             elif record.levelno >= stdlib_logging.INFO:
                 logger.info(text)
