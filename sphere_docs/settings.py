@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from .errors import SettingsError
 from .options import MODES
 
-__all__ = ["ON_ERROR", "SETTINGS", "Endpoint", "SiteSettings", "parse_endpoint"]
+__all__ = ["ON_ERROR", "SETTINGS", "Endpoint", "SiteSettings", "parse_endpoint", "token_from_env"]
 
 ON_ERROR = ("fail", "placeholder", "lazy")
 DEFAULT_TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
@@ -97,6 +97,22 @@ SETTINGS: dict[str, Setting] = {
         Setting("sdk_https", None, "true | false", "load the SDK over https; defaults to the endpoint's scheme"),
     )
 }
+
+
+def token_from_env(token_env: str, *, who: str, why: str = "") -> str:
+    """The access token in the environment variable ``token_env`` (the only place it is read from).
+
+    A missing or empty variable is a :class:`SettingsError` whose message, prefixed with
+    ``who``, names the variable to set; the token itself never appears in a message.
+    """
+    value = os.environ.get(token_env, "").strip()
+    if not value:
+        raise SettingsError(
+            "token_env", token_env, "an exported token",
+            message=(f"{who}: no access token: set the environment variable {token_env} "
+                     f"(export {token_env}=...) to your Sphere Engine API token{why}"),
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -192,14 +208,4 @@ class SiteSettings:
 
     def token(self) -> str:
         """The access token from the environment, or a :class:`SettingsError` naming the variable."""
-        value = os.environ.get(self.token_env, "").strip()
-        if not value:
-            raise SettingsError(
-                "token_env", self.token_env, "an exported token",
-                message=(
-                    f"sphere-workspaces: no access token: set the environment variable "
-                    f"{self.token_env} (export {self.token_env}=...) to your Sphere Engine "
-                    "API token; build-mode embeds need it"
-                ),
-            )
-        return value
+        return token_from_env(self.token_env, who="sphere-workspaces", why="; build-mode embeds need it")

@@ -56,7 +56,7 @@ from .. import client as api
 from ..errors import SettingsError
 from ..options import NAME_RE, PROJECT_ID_RE
 from ..redact import install_log_redaction, redact, register_secret
-from ..settings import parse_endpoint
+from ..settings import parse_endpoint, token_from_env
 from .claims import ClaimError, Signer
 from .config import EndpointConfig, setting_error
 from .limits import SlidingWindow
@@ -184,14 +184,7 @@ class EndpointApp:
 
     @staticmethod
     def _read_token(config: EndpointConfig) -> str:
-        token = os.environ.get(config.token_env, "").strip()
-        if not token:
-            raise SettingsError(
-                "token_env", config.token_env, "an exported token",
-                message=(f"sphere-docs endpoint: no access token: set the environment variable "
-                         f"{config.token_env} to your Sphere Engine API token"),
-            )
-        return token
+        return token_from_env(config.token_env, who="sphere-docs endpoint")
 
     # -- the API client, created lazily in each process (gunicorn forks after import)
 
