@@ -19,7 +19,8 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -200,16 +201,31 @@ class DemoServer:
         )
 
     def build(self, source_root: Path, progress: Callable[[str], None] = print) -> None:
-        os.environ.update(self.demo_environ())
-        self.start_endpoint()
-        for number, site in enumerate(self.sites, 1):
-            progress(f"[{number}/{len(self.sites)}] building {site.title} …")
-            target = self.out_dir / site.slug
-            if site.engine == "mkdocs":
-                build_mkdocs(source_root / site.source, target)
-            else:
-                build_sphinx(source_root / site.source, target, theme=site.theme)
+        with _environ(self.demo_environ()):  # the demo configs read these; the caller's are put back
+            self.start_endpoint()  # (it reads the emulator's token from the environment too)
+            for number, site in enumerate(self.sites, 1):
+                progress(f"[{number}/{len(self.sites)}] building {site.title} …")
+                target = self.out_dir / site.slug
+                if site.engine == "mkdocs":
+                    build_mkdocs(source_root / site.source, target)
+                else:
+                    build_sphinx(source_root / site.source, target, theme=site.theme)
         (self.out_dir / "index.html").write_text(index_page(self.sites, self.base_url), encoding="utf-8")
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore the old values."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def build_mkdocs(config_file: Path, site_dir: Path) -> None:

@@ -83,16 +83,15 @@ def built_pages(root: Path) -> list[BuiltPage]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     """Every demo site, built once in build mode against the emulator, served on loopback."""
-    saved = dict(os.environ)  # build() exports the demo settings for the site configs
+    before = dict(os.environ)
     server = DemoServer(tmp_path_factory.mktemp("demo"), port=0)
     server.start()
     try:
         server.build(find_sources(), progress=lambda message: None)
+        assert dict(os.environ) == before  # the demo settings were the builds' only
         yield server
     finally:
         server.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @dataclass
