@@ -108,6 +108,7 @@ log = logging.getLogger("sphere_docs.provision")
 #: set on the log record of each per-embed fallback warning (``record.sphere_fallback``)
 FALLBACK_RECORD_FLAG = "sphere_fallback"
 
+
 @dataclass(frozen=True)
 class EmbedRequest:
     """One build-mode embed of one page."""

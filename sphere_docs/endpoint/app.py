@@ -152,7 +152,7 @@ class EndpointApp:
     def __init__(self, config: EndpointConfig, *, token: str | None = None,
                  client_factory: Callable[[], Any] | None = None):
         self.config = config
-        self._token = token if token is not None else self._read_token(config)
+        self._token = token if token is not None else token_from_env(config.token_env, who="sphere-docs endpoint")
         register_secret(self._token)
         install_log_redaction(["sphere_docs.endpoint", "werkzeug", "gunicorn.error", "gunicorn.access"])
         key = (config.secret or "").encode()
@@ -181,10 +181,6 @@ class EndpointApp:
 
     def __repr__(self) -> str:
         return f"EndpointApp(api={self.config.api!r}, projects={len(self.allowed_projects())})"
-
-    @staticmethod
-    def _read_token(config: EndpointConfig) -> str:
-        return token_from_env(config.token_env, who="sphere-docs endpoint")
 
     # -- the API client, created lazily in each process (gunicorn forks after import)
 
