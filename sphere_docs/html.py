@@ -25,6 +25,7 @@ from .options import WorkspaceSpec
 
 __all__ = [
     "LOADER_ID",
+    "after_body",
     "fallback_text",
     "inject_after_body",
     "lazy_placeholder",
@@ -76,6 +77,11 @@ def loader_snippet(sdk_host: str, https: bool = True) -> str:
 def _static(name: str) -> str:
     # A plain path, not importlib.resources: that import alone costs ~10 ms per build process.
     return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+
+
+def after_body(sdk_host: str, https: bool = True, *, lazy: bool) -> str:
+    """Everything a page with embeds gets right after ``<body>``: the SDK loader and our assets."""
+    return loader_snippet(sdk_host, https) + page_assets(lazy=lazy)
 
 
 def page_assets(*, lazy: bool) -> str:

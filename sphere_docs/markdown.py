@@ -754,7 +754,7 @@ class SphereWorkspaceExtension(Extension):
         return out
 
     def _assets(self, doc: _Document) -> str:
-        return html.loader_snippet(*self.settings.sdk) + html.page_assets(lazy=doc.has_lazy)
+        return html.after_body(*self.settings.sdk, lazy=doc.has_lazy)
 
 
 def render_resolution(embed: Embed, resolution: Any, settings: SiteSettings) -> str:

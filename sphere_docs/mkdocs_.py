@@ -253,7 +253,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         lazy = src in self.lazy_pages or self.instant_navigation
         if lazy not in self.snippets:  # the same for every page of the build
             settings = self._settings()
-            self.snippets[lazy] = html.loader_snippet(*settings.sdk) + html.page_assets(lazy=lazy)
+            self.snippets[lazy] = html.after_body(*settings.sdk, lazy=lazy)
         return html.inject_after_body(output, self.snippets[lazy])
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:

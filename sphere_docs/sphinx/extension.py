@@ -255,14 +255,13 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         return
     settings = sphere_config.site_settings(app.config, app.confdir)
     try:
-        loader = html.loader_snippet(*settings.sdk)
+        snippets = {lazy: html.after_body(*settings.sdk, lazy=lazy) for lazy in (False, True)}
     except SettingsError:
         # Only lazy embeds (:mode: lazy) on a site without sphere_endpoint or
         # sphere_sdk_host: the styles still help.
         logger.warning(sphere_config.SDK_MISSING + "; pages with embeds get no SDK loader",
                        type="sphere", subtype="config")
-        loader = ""
-    snippets = {lazy: loader + html.page_assets(lazy=lazy) for lazy in (False, True)}
+        snippets = {lazy: html.page_assets(lazy=lazy) for lazy in (False, True)}
     encoding = app.config.html_output_encoding
     for path, page_embeds in pages.items():
         if not path.is_file():
