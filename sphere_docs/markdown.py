@@ -75,6 +75,7 @@ from .settings import SETTINGS, SiteSettings
 
 __all__ = [
     "DIRECTIVE",
+    "DIRECTIVE_MARK",
     "DirectiveError",
     "Embed",
     "SphereWorkspaceExtension",
@@ -84,7 +85,8 @@ __all__ = [
 log = logging.getLogger("sphere_docs.markdown")
 
 DIRECTIVE = "sphere-workspace"
-_DIRECTIVE_MARK = "{" + DIRECTIVE + "}"
+#: how a directive starts in the source (the fence info): a page without it has no embed
+DIRECTIVE_MARK = "{" + DIRECTIVE + "}"
 #: how a ``markdown_extensions`` list can name this extension (entry point, module)
 EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
@@ -271,7 +273,7 @@ class _DirectivePreprocessor(Preprocessor):
 
     def run(self, lines: list[str]) -> list[str]:
         self.ext._doc = None
-        if not any(_DIRECTIVE_MARK in line for line in lines):
+        if not any(DIRECTIVE_MARK in line for line in lines):
             return lines  # most pages: nothing to scan for, and no per-document state to set up
         doc = self.ext._start_document(self.md)
         lines = _normalize(lines, self.md.tab_length)

@@ -58,7 +58,7 @@ from . import html
 from .errors import SettingsError, SphereDocsError
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from .markdown import (
-    DIRECTIVE,
+    DIRECTIVE_MARK,
     EXTENSION_NAMES,
     DirectiveError,
     Embed,
@@ -324,7 +324,7 @@ def _instant_navigation(config: MkDocsConfig) -> bool:
 
 def _front_matter_lines(page: Page, markdown: str) -> int:
     """How many source lines precede ``markdown`` in the page's file (the YAML front matter)."""
-    if "{" + DIRECTIVE + "}" not in markdown:
+    if DIRECTIVE_MARK not in markdown:
         return 0  # no directive, no line to report: skip re-reading the file
     if page.file.abs_src_path:
         try:
