@@ -158,7 +158,7 @@ class Embed:
     later: the document HTML then holds ``marker`` where the div belongs.
     """
 
-    __slots__ = ("page", "line", "spec", "caption_html", "marker")
+    __slots__ = ("caption_html", "line", "marker", "page", "spec")
 
     def __init__(self, page: str, line: int, spec: WorkspaceSpec, caption_html: str | None = None,
                  marker: str | None = None) -> None:
@@ -173,7 +173,7 @@ class Embed:
 
 
 class _Directive:
-    __slots__ = ("number", "line", "prefix", "cont", "raw", "spec", "caption", "error", "claimed")
+    __slots__ = ("caption", "claimed", "cont", "error", "line", "number", "prefix", "raw", "spec")
 
     def __init__(self, number: int, line: int, prefix: str, cont: str, raw: list[str]) -> None:
         self.number = number
@@ -190,8 +190,18 @@ class _Directive:
 class _Document:
     """Per-conversion state; replaced at the start of every conversion."""
 
-    __slots__ = ("page", "line_offset", "nonce", "directives", "claimed", "embeds", "errors", "has_lazy",
-                 "rendered")
+    __slots__ = (
+        "claimed",
+        "directives",
+        "embeds",
+        "errors",
+        "has_lazy",
+        "line_offset",
+        "nonce",
+        "page",
+        "rendered",
+        "stray_markers",
+    )
 
     def __init__(self, page: str, line_offset: int, nonce: str) -> None:
         self.page = page
@@ -199,6 +209,7 @@ class _Document:
         self.nonce = nonce  #: tells our slots from look-alike markup an author wrote
         self.directives: dict[int, _Directive] = {}
         self.claimed: list[int] = []
+        self.stray_markers = False  #: a marker was left as text after its directive was claimed
         self.embeds: list[Embed] = []
         self.errors: list[DirectiveError] = []
         self.has_lazy = False  #: a lazy embed or a lazy fallback: the page needs the activation script
@@ -503,6 +514,8 @@ class _DirectiveBlockProcessor(BlockProcessor):
         if doc is None or directive is None or directive.claimed:
             # not ours (cannot happen unless another extension copies markers); keep as text
             etree.SubElement(parent, "p").text = m.group(0)
+            if doc is not None:
+                doc.stray_markers = True
             return
         directive.claimed = True
         doc.claimed.append(directive.number)
@@ -545,8 +558,8 @@ class _RevertTreeprocessor(Treeprocessor):
 
     def run(self, root: etree.Element) -> None:
         doc = self.ext._doc
-        if doc is None or not doc.directives:
-            return
+        if doc is None or (len(doc.claimed) == len(doc.directives) and not doc.stray_markers):
+            return  # every marker was claimed: none is left in the text to put back
         for el in root.iter():
             if el.text and _MARKER in el.text:
                 code = el.tag == "code" or isinstance(el.text, AtomicString)

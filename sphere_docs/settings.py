@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -31,8 +30,8 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-# The records here are NamedTuples, not dataclasses: this module is imported by every build,
-# and a dataclass costs far more to define (about 0.5 ms each on CPython 3.11).
+# The records here are NamedTuples, not dataclasses: every build imports this module, and a
+# dataclass costs far more to define (0.5-1 ms each on CPython 3.11).
 class Endpoint(NamedTuple):
     """Where the API and the SDK live, derived from the ``endpoint`` setting."""
 
@@ -115,8 +114,9 @@ def token_from_env(token_env: str, *, who: str, why: str = "") -> str:
     return value
 
 
-@dataclass(frozen=True)
-class SiteSettings:
+class SiteSettings(NamedTuple):
+    """The site-wide settings, validated by :meth:`from_mapping` (or :meth:`validate`)."""
+
     endpoint: str | None = None
     mode: str = "build"
     lazy_endpoint: str | None = None
@@ -129,12 +129,12 @@ class SiteSettings:
     sdk_host: str | None = None
     sdk_https: bool | None = None
     #: folder that relative paths (``cache``) are resolved against
-    base_dir: Path = field(default=Path("."), compare=False)
+    base_dir: Path = Path(".")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, base_dir: Path | str = ".") -> SiteSettings:
         """Validate a mapping of setting names to values; raises :class:`SettingsError`."""
-        known = {f.name for f in fields(cls)} - {"base_dir"}
+        known = set(cls._fields) - {"base_dir"}
         for key in values:
             if key not in known:
                 raise SettingsError(key, values[key], ", ".join(sorted(known)), problem="unknown setting")

@@ -58,7 +58,7 @@ __all__ = ["SphereBuildError", "setup_extension"]
 logger = logging.getLogger(__name__)
 
 #: bump when the shape of the env data changes: Sphinx then re-reads everything
-ENV_VERSION = 1
+ENV_VERSION = 2  # 2: WorkspaceSpec became a NamedTuple (pickled envs of version 1 are rebuilt)
 
 
 class SphereBuildError(SphinxError):

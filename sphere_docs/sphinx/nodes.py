@@ -10,8 +10,6 @@ no builder can meet a node it has no visitor for.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from docutils import nodes
 
 from ..html import fallback_text
@@ -42,7 +40,7 @@ def fallback_nodes(node: sphere_workspace, web_url: str | None = None) -> nodes.
     box = nodes.container(classes=["sphere-workspace-fallback"])
     box.source, box.line = node.source, node.line
     box.extend(child.deepcopy() for child in node.children)
-    sentence = fallback_text(replace(node.spec, caption=""))
+    sentence = fallback_text(node.spec._replace(caption=""))
     para = nodes.paragraph()
     para += nodes.emphasis(sentence, sentence)
     if web_url:
