@@ -162,9 +162,11 @@ def lazy_placeholder(
         "data-page": page,
         "data-name": name,
         "data-endpoint": lazy_endpoint,
-        "data-launch": spec.launch,
-        "data-token-required": "true" if spec.token_required else "false",
     }
+    # Only what the activation script reads: "click" is its default launch, and the token
+    # requirement of a lazy workspace is the endpoint's CREATE_OPTIONS, not the page's.
+    if spec.launch != "click":
+        data["data-launch"] = spec.launch
     if spec.features:
         data["data-features"] = spec.sdk_features
     data_attrs = " ".join(f'{k}="{esc(v)}"' if v else k for k, v in data.items())

@@ -110,12 +110,13 @@ def test_caption_is_markdown_rendered_in_place() -> None:
 def test_yaml_option_block_is_accepted() -> None:
     text = (
         f"```{{sphere-workspace}} {P}\n---\nname: yml\nheight: 300px\nfeatures: [fullscreen]\n"
-        "token-required: false\nclass: [a, b]\n---\nCaption.\n```\n"
+        "token-required: false\nlaunch: visible\nclass: [a, b]\n---\nCaption.\n```\n"
     )
     (attrs, _), = Embeds(render(text)).found
     assert attrs["data-name"] == "yml"
     assert attrs["data-features"] == "fullscreenmode"
-    assert attrs["data-token-required"] == "false"
+    assert attrs["data-launch"] == "visible"
+    assert "data-token-required" not in attrs  # a lazy workspace's token rule is the endpoint's
     assert attrs["class"] == "sphere-workspace sphere-workspace--lazy a b"
     assert "--sphere-height:300px" in (attrs["style"] or "")
 

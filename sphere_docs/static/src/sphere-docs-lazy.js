@@ -6,7 +6,7 @@
  *
  * Markup (html.lazy_placeholder):
  *   <div class="sphere-workspace sphere-workspace--lazy" data-sphere-lazy data-project data-page
- *        data-name data-endpoint data-launch data-token-required [data-features]>
+ *        data-name data-endpoint [data-launch (default click)] [data-features]>
  *     [<div class="sphere-workspace__caption">]
  *     <div class="sphere-workspace__placeholder">
  *       <button class="sphere-workspace__start">  <p class="sphere-workspace__status" role="status" aria-live="polite">
