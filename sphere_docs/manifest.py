@@ -41,7 +41,8 @@ def write_manifest(path: Path | str, embeds: Iterable[tuple[str, WorkspaceSpec]]
         "pages": {page: pages[page] for page in sorted(pages)},
         "projects": sorted(projects),
     }
-    atomic_write_json(Path(path), data, mode=0o644)  # published with the site: readable by the web server
+    # published with the site: readable by the web server, and compact (it can list every page)
+    atomic_write_json(Path(path), data, mode=0o644, compact=True)
 
 
 def read_manifest(path_or_url: str) -> dict[str, Any]:
