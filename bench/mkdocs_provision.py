@@ -350,8 +350,8 @@ READING = (
     "and the tokenizer over its `<head>`), and about 10 M from the hooks, settings and manifest; the "
     "Markdown extension's own scan, option parsing and rendering are nearly offset by the work "
     "Python-Markdown no longer does on the fence text. In CPU time the ratio comes out about twice the "
-    "instruction ratio: the plugin's code runs once per page on cold caches, MkDocs' hot loops run at a "
-    "higher rate per instruction. Changes that got the lazy build from 7.3 % to the figure above: the "
+    "instruction ratio, most likely because the plugin's code runs once per page on cold caches while "
+    "MkDocs' hot loops run at a higher rate per instruction. Changes that got the lazy build from 7.3 % to the figure above: the "
     "activation script is ASCII-only (one U+2026 turned every embed page into a two-byte-per-character "
     "string, so each later copy and encode of the page cost double: 56 M instructions), the records "
     "every build imports are NamedTuples or slotted classes instead of dataclasses (import 13 -> 7 ms), "
@@ -369,7 +369,8 @@ def write_results(lines: list[str], args: argparse.Namespace) -> None:
         "## MkDocs build-time provisioning (`bench/mkdocs_provision.py`)",
         "",
         f"`python bench/mkdocs_provision.py --pages {args.pages} --embeds {args.embeds} "
-        f"--latency {args.latency} --runs {args.runs}` on {machine}.",
+        f"--latency {args.latency} --runs {args.runs} --overhead-runs {args.overhead_runs}"
+        f"{' --instructions' if args.instructions else ''}` on {machine}.",
         "",
         *lines,
         "",
