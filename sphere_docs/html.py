@@ -93,8 +93,7 @@ def page_assets(*, lazy: bool) -> str:
 
 
 def _wrapper_attrs(spec: WorkspaceSpec, extra_class: str) -> str:
-    classes = " ".join(("sphere-workspace", extra_class, *spec.classes)).strip()
-    classes = re.sub(r"\s+", " ", classes)
+    classes = " ".join(name for name in ("sphere-workspace", extra_class, *spec.classes) if name)
     style = f"--sphere-height:{spec.height};--sphere-width:{spec.width}"
     return f'class="{esc(classes)}" style="{esc(style)}"'
 
@@ -156,20 +155,16 @@ def lazy_placeholder(
     ``data-endpoint`` and fills the inner ``.se-workspace`` element.
     """
     name = _require_name(spec)
-    data = {
-        "data-sphere-lazy": "",
-        "data-project": spec.project_id,
-        "data-page": page,
-        "data-name": name,
-        "data-endpoint": lazy_endpoint,
-    }
+    data_attrs = (
+        f'data-sphere-lazy data-project="{esc(spec.project_id)}" data-page="{esc(page)}" '
+        f'data-name="{esc(name)}" data-endpoint="{esc(lazy_endpoint)}"'
+    )
     # Only what the activation script reads: "click" is its default launch, and the token
     # requirement of a lazy workspace is the endpoint's CREATE_OPTIONS, not the page's.
     if spec.launch != "click":
-        data["data-launch"] = spec.launch
+        data_attrs += f' data-launch="{esc(spec.launch)}"'
     if spec.features:
-        data["data-features"] = spec.sdk_features
-    data_attrs = " ".join(f'{k}="{esc(v)}"' if v else k for k, v in data.items())
+        data_attrs += f' data-features="{esc(spec.sdk_features)}"'
     return (
         f"<div {_wrapper_attrs(spec, 'sphere-workspace--lazy')} data-sphere-mode=\"lazy\" {data_attrs}>"
         f"{_caption(spec, caption_html)}"

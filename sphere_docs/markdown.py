@@ -219,14 +219,13 @@ class _Document:
 # --------------------------------------------------------------------------- scanning
 
 
-def _normalize(lines: list[str], tab_length: int) -> list[str]:
+def _normalize(lines: list[str], text: str, tab_length: int) -> list[str]:
     """The line-preserving part of Markdown's whitespace normalization: no CR, tabs expanded,
-    blank lines empty, and no look-alike of our raw marker.
+    blank lines empty, and no look-alike of our raw marker.  ``text`` is ``lines`` joined.
 
     The scan runs before Markdown's own normalization (see the module docstring), so it
     does this part itself.
     """
-    text = "\n".join(lines)
     if "\r" not in text and "\t" not in text and "\x01" not in text:
         return [row if not row or row.strip() else "" for row in lines]  # the usual page
     return [
@@ -298,10 +297,11 @@ class _DirectivePreprocessor(Preprocessor):
 
     def run(self, lines: list[str]) -> list[str]:
         self.ext._doc = None
-        if not any(DIRECTIVE_MARK in line for line in lines):
+        text = "\n".join(lines)
+        if DIRECTIVE_MARK not in text:
             return lines  # most pages: nothing to scan for, and no per-document state to set up
         doc = self.ext._start_document(self.md)
-        lines = _normalize(lines, self.md.tab_length)
+        lines = _normalize(lines, text, self.md.tab_length)
         out: list[str] = []
         in_comment = False
         i, n = 0, len(lines)
@@ -408,16 +408,17 @@ class _DirectivePreprocessor(Preprocessor):
                     options[name] = value or None
                     k += 1
                 rest = body[k:]
+            caption = _dedent(rest)
             spec = parse_options(
                 arg.strip() or None,
                 options,
-                caption=_dedent(rest),
+                caption=caption,
                 default_mode=self.ext.settings.mode,
             )
         except OptionError as err:
             raise DirectiveError(err.describe(), page=page, line=line_no, option_error=err) from None
         directive.spec = spec
-        directive.caption = self._caption_source(rest)
+        directive.caption = self._caption_source(caption)
 
     def _yaml(self, block: list[str], page: str | None, line_no: int) -> dict[str, Any]:
         text = "\n".join(block)
@@ -444,9 +445,8 @@ class _DirectivePreprocessor(Preprocessor):
             )
         return {str(k): _yaml_value(str(k), v) for k, v in data.items()}
 
-    def _caption_source(self, rest: list[str]) -> str:
-        """The caption's Markdown, run through the structural preprocessors that follow ours."""
-        text = _dedent(rest)
+    def _caption_source(self, text: str) -> str:
+        """The caption's Markdown (dedented), run through the structural preprocessors that follow ours."""
         if not text.strip():
             return ""
         caption_lines = text.split("\n")

@@ -32,6 +32,7 @@ CSS_LENGTH_RE = re.compile(
 )
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 CSS_CLASS_RE = re.compile(r"^-?[_a-zA-Z][_a-zA-Z0-9-]*$")
+_SLUG_BREAK_RE = re.compile(r"[^A-Za-z0-9]+")
 
 MODES = ("build", "lazy")
 LAUNCHES = ("click", "visible", "load")
@@ -240,7 +241,7 @@ def default_name(page: str, index: int) -> str:
     Stable across rebuilds as long as the page path and the embed's position
     stay the same; safe as an HTML id and a ``localStorage`` key.
     """
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", page).strip("-").lower() or "page"
+    slug = _SLUG_BREAK_RE.sub("-", page).strip("-").lower() or "page"
     digest = hashlib.sha1(page.encode()).hexdigest()[:6]  # keeps a-b.md and a/b.md apart
     return f"ws-{slug[:40]}-{digest}-{index + 1}"
 
