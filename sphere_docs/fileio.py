@@ -46,5 +46,8 @@ def atomic_write_json(path: Path, data: Any, *, mode: int | None = None, durable
     ``compact`` output is one line, written by the C encoder (``indent`` makes :mod:`json`
     use its pure-Python encoder, about ten times slower on a large document).
     """
-    text = json.dumps(data, sort_keys=True, separators=(",", ":")) if compact else json.dumps(data, indent=1, sort_keys=True)
+    if compact:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    else:
+        text = json.dumps(data, indent=1, sort_keys=True)
     atomic_write_text(path, text + "\n", mode=mode, durable=durable)

@@ -119,6 +119,13 @@ def test_yaml_option_block_is_accepted() -> None:
     assert "data-token-required" not in attrs  # a lazy workspace's token rule is the endpoint's
     assert attrs["class"] == "sphere-workspace sphere-workspace--lazy a b"
     assert "--sphere-height:300px" in (attrs["style"] or "")
+    # the YAML boolean still reaches the spec (build mode sends it on create)
+    ext = SphereWorkspaceExtension(settings=SiteSettings.from_mapping(
+        {k: v for k, v in BASE.items() if k != "page"}), deferred=True)
+    ext.begin_page("intro.md")
+    markdown.Markdown(extensions=[ext]).convert(text)
+    (embed,), errors = ext.finish_page()
+    assert errors == [] and embed.spec.token_required is False
 
 
 def test_default_names_are_stable_per_page_and_position() -> None:
