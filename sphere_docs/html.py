@@ -278,12 +278,12 @@ def inject_after_body(page_html: str, snippet: str) -> str:
     ``<body>``: a quick tokenizer first, and for irregular markup the parser,
     fed a chunk at a time.
     """
-    if LOADER_ID not in page_html:
+    read_all = LOADER_ID in page_html  # (one scan of the page, used by both paths)
+    if not read_all:
         quick = _quick_body_end(page_html)
         if quick is not None:
             return page_html[:quick] + snippet + page_html[quick:]
     finder = _BodyFinder()
-    read_all = LOADER_ID in page_html
     for start in range(0, len(page_html), _FEED_CHUNK):
         finder.feed(page_html[start : start + _FEED_CHUNK])
         if finder.body_end is not None and not read_all:

@@ -472,7 +472,7 @@ class _MarkerPreprocessor(Preprocessor):
 
 
 def _marker_from_raw(m: re.Match[str]) -> str:
-    return f"\x02sphere-workspace:{m.group(1)}\x03"
+    return f"{_MARKER}{m.group(1)}\x03"
 
 
 def _dedent(lines: Sequence[str]) -> str:
