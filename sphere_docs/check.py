@@ -41,6 +41,7 @@ import yaml
 from markdown import Markdown
 
 from .markdown import DIRECTIVE, EXTENSION_NAMES, SphereWorkspaceExtension, closes_fence
+from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SiteSettings
 
@@ -236,7 +237,7 @@ def scan_rst(text: str, file: str, *, line_offset: int = 0,
     """Every ``.. sphere-workspace::`` directive of an rST text, validated."""
     lines = [line.expandtabs(8).rstrip() for line in text.splitlines()]
     result = CheckResult(pages=[file], counts={file: 0})
-    names: dict[str, int] = {}
+    namer = PageNamer(file)
     literal_after: int | None = None  # a paragraph ended with "::" at this indentation
     para_indent: int | None = None
     i, n = 0, len(lines)
@@ -260,7 +261,7 @@ def scan_rst(text: str, file: str, *, line_offset: int = 0,
             if directive and directive["name"].lower() == DIRECTIVE:
                 end = _block_end(lines, i + 1, indent)
                 result.counts[file] += 1
-                _rst_directive(result, names, file, i + 1 + line_offset, directive["arg"] or "",
+                _rst_directive(result, namer, file, i + 1 + line_offset, directive["arg"] or "",
                                lines[i + 1:end], default_mode)
                 i = end
             elif directive and directive["name"].lower() not in RST_LITERAL_DIRECTIVES:
@@ -281,7 +282,7 @@ def scan_rst(text: str, file: str, *, line_offset: int = 0,
     return result
 
 
-def _rst_directive(result: CheckResult, names: dict[str, int], file: str, line_no: int,
+def _rst_directive(result: CheckResult, namer: PageNamer, file: str, line_no: int,
                    first: str, body: list[str], default_mode: str) -> None:
     while body and not body[-1].strip():
         body = body[:-1]
@@ -324,19 +325,10 @@ def _rst_directive(result: CheckResult, names: dict[str, int], file: str, line_n
         options[name] = "\n".join(parts) if parts else None
     try:
         spec = parse_options(argument, options, caption="\n".join(content), default_mode=default_mode)
+        spec = namer.name(spec, line_no)
     except OptionError as err:
         result.problems.append(Problem.from_option_error(err, file, line_no))
         return
-    if spec.name:
-        if spec.name in names:  # the Sphinx directive's text for the same mistake
-            result.problems.append(Problem(
-                file, line_no,
-                f"{DIRECTIVE}: duplicate name {spec.name!r} on this page; "
-                "expected a name used by no other embed of the page",
-                option="name", value=spec.name, valid="a name used by no other embed of the page",
-            ))
-            return
-        names[spec.name] = line_no
     result.embeds.append(FoundEmbed(file, line_no, spec, "rst"))
 
 

@@ -26,6 +26,7 @@ from .options import WorkspaceSpec
 __all__ = [
     "LOADER_ID",
     "after_body",
+    "error_box",
     "fallback_text",
     "inject_after_body",
     "lazy_placeholder",
@@ -188,6 +189,15 @@ def unavailable_placeholder(
         '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
         f"{esc(reason)}</p>"
         "</div>"
+    )
+
+
+def error_box(message: str) -> str:
+    """Where an embed with an author's mistake stood: the located message, never a silent gap."""
+    return (
+        '<div class="sphere-workspace sphere-workspace--unavailable" data-sphere-mode="error" role="note">'
+        '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
+        f"{esc(message)}</p></div>"
     )
 
 

@@ -69,7 +69,8 @@ from markdown.util import AtomicString, code_escape
 
 from . import html
 from .errors import SettingsError, SphereDocsError
-from .options import OptionError, WorkspaceSpec, default_name, parse_options
+from .naming import PageNamer
+from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SETTINGS, SiteSettings
 
 __all__ = [
@@ -707,25 +708,18 @@ class SphereWorkspaceExtension(Extension):
 
     def _name_specs(self, doc: _Document) -> dict[int, WorkspaceSpec]:
         ordered = sorted(doc.claimed, key=lambda n: doc.directives[n].line)
+        namer = PageNamer(doc.page)
         named: dict[int, WorkspaceSpec] = {}
-        seen: dict[str, int] = {}
-        for index, number in enumerate(ordered):
+        for number in ordered:
             directive = doc.directives[number]
             if directive.spec is None:
                 continue
-            spec = directive.spec
-            if not spec.name:
-                spec = spec.with_name(default_name(doc.page, index))
-            assert spec.name is not None
-            if spec.name in seen:
-                self._directive_error(DirectiveError(
-                    f"{DIRECTIVE}: duplicate value {spec.name!r} for option 'name'; "
-                    f"expected a name not used by another embed on this page (line {seen[spec.name]})",
-                    page=doc.page or None, line=directive.line,
-                ))
-                continue
-            seen[spec.name] = directive.line
-            named[number] = spec
+            try:
+                named[number] = namer.name(directive.spec, directive.line)
+            except OptionError as err:
+                directive.error = DirectiveError(err.describe(), page=doc.page or None,
+                                                 line=directive.line, option_error=err)
+                self._directive_error(directive.error)
         return named
 
     def _render_document(self, doc: _Document, captions: Mapping[int, str]) -> dict[int, str]:
@@ -738,7 +732,7 @@ class SphereWorkspaceExtension(Extension):
             spec = named.get(number)
             if spec is None:
                 err = directive.error
-                out[number] = _error_box(str(err) if err else "invalid embed")
+                out[number] = html.error_box(str(err) if err else "invalid embed")
                 continue
             caption = captions.get(number) or None
             embed = Embed(doc.page, directive.line, spec, caption)
@@ -750,7 +744,7 @@ class SphereWorkspaceExtension(Extension):
                         "(the URL of your lazy endpoint); expected lazy_endpoint in the site settings",
                         page=doc.page or None, line=directive.line,
                     ))
-                    out[number] = _error_box("lazy mode needs the lazy_endpoint setting")
+                    out[number] = html.error_box("lazy mode needs the lazy_endpoint setting")
                     continue
                 out[number] = html.lazy_placeholder(
                     spec, page=doc.page, lazy_endpoint=endpoint, caption_html=caption
@@ -806,14 +800,6 @@ def _lost(doc: _Document, number: int) -> DirectiveError:
         f"{DIRECTIVE}: the embed was lost while the page was rendered "
         "(another extension removed it); expected it in the page",
         page=doc.page or None, line=doc.directives[number].line,
-    )
-
-
-def _error_box(message: str) -> str:
-    return (
-        '<div class="sphere-workspace sphere-workspace--unavailable" data-sphere-mode="error" role="note">'
-        '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
-        f"{html.esc(message)}</p></div>"
     )
 
 

@@ -22,17 +22,20 @@ __all__ = [
     "OPTIONS",
     "OptionError",
     "WorkspaceSpec",
-    "default_name",
     "parse_options",
 ]
 
 PROJECT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+#: ASCII digits only: ``\d`` alone also takes full-width and other Unicode digits, invalid in CSS
 CSS_LENGTH_RE = re.compile(
-    r"^(0|(\d+(\.\d+)?|\.\d+)(px|em|rem|vh|vw|vmin|vmax|%|ch|ex|cm|mm|in|pt|pc|dvh|svh|lvh))$"
+    r"^(0|(\d+(\.\d+)?|\.\d+)(px|em|rem|vh|vw|vmin|vmax|%|ch|ex|cm|mm|in|pt|pc|dvh|svh|lvh))$",
+    re.ASCII,
 )
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 CSS_CLASS_RE = re.compile(r"^-?[_a-zA-Z][_a-zA-Z0-9-]*$")
-_SLUG_BREAK_RE = re.compile(r"[^A-Za-z0-9]+")
+#: C0 controls other than tab and newlines, and DEL: invalid in HTML text, and the Markdown
+#: extension's own markers are made of them
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 MODES = ("build", "lazy")
 LAUNCHES = ("click", "visible", "load")
@@ -110,7 +113,7 @@ def _boolean(raw: str) -> bool:
 
 def _minutes(raw: str) -> int:
     value = raw.strip()
-    if not value.isdigit() or int(value) > 60 * 24 * 365:
+    if not (value.isascii() and value.isdigit()) or int(value) > 60 * 24 * 365:
         raise ValueError("a whole number of minutes between 0 and 525600")
     return int(value)
 
@@ -169,7 +172,7 @@ OPTIONS: dict[str, Option] = {
         Option("auto-resume", "auto_resume", _boolean, "true | false",
                "resume a stopped workspace when the reader opens it"),
         Option("name", "name", _name, "identifier",
-               "the data-id handle; default is stable per page and position"),
+               "the data-id handle; the default stays when other embeds are added, moved or removed"),
         Option("class", "classes", _classes, "CSS classes", "extra classes on the wrapper"),
     )
 }
@@ -235,17 +238,6 @@ class WorkspaceSpec(NamedTuple):
         return self._replace(name=name)
 
 
-def default_name(page: str, index: int) -> str:
-    """A stable ``data-id`` for the ``index``-th embed (0-based) of ``page``.
-
-    Stable across rebuilds as long as the page path and the embed's position
-    stay the same; safe as an HTML id and a ``localStorage`` key.
-    """
-    slug = _SLUG_BREAK_RE.sub("-", page).strip("-").lower() or "page"
-    digest = hashlib.sha1(page.encode()).hexdigest()[:6]  # keeps a-b.md and a/b.md apart
-    return f"ws-{slug[:40]}-{digest}-{index + 1}"
-
-
 def parse_options(
     project: str | None,
     options: Mapping[str, str | None],
@@ -280,4 +272,8 @@ def parse_options(
         except ValueError as exc:
             raise OptionError(option.name, raw_value, str(exc)) from None
 
+    control = _CONTROL_RE.search(caption)
+    if control:
+        raise OptionError("caption", f"U+{ord(control.group()):04X}",
+                          "text without control characters", problem="invalid character")
     return WorkspaceSpec(project_id=project_id.lower(), caption=caption.strip(), **values)

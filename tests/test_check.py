@@ -53,7 +53,7 @@ sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth'; valid options: {OPT
 sphinx/bad.rst:7: sphere-workspace: invalid value 'wide' for option 'width'; expected {CSS}
 sphinx/bad.rst:10: sphere-workspace: missing project id; expected {PROJECT}
 sphinx/bad.rst:13: sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee3 extra words'; expected {PROJECT}
-sphinx/bad.rst:18: sphere-workspace: duplicate name 'twice' on this page; expected a name used by no other embed of the page
+sphinx/bad.rst:18: sphere-workspace: duplicate value 'twice' for option 'name'; expected a name not used by another embed on this page (line 15)
 sphinx/bad.rst:21: sphere-workspace: option 'height' is given twice; give each option once
 sphinx/bad.rst:25: sphere-workspace: invalid option block at 'A caption without the blank line.'; expected ':name: value' lines, then a blank line before the caption
 sphinx/bad.rst:29: sphere-workspace: invalid value 'fullscreen, sparkles' for option 'features'; expected a comma-separated list of: fullscreen

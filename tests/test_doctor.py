@@ -20,7 +20,8 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from sphere_docs.cli import main
 from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.options import default_name
+from sphere_docs.naming import default_name
+from sphere_docs.options import WorkspaceSpec
 from sphere_docs.provision import Ledger
 
 PYTHON_PROJECT = "5b4f1c2ad3e64e7f8a9b0c1d2e3f4a5b"
@@ -114,7 +115,7 @@ ok: the API accepts the token (GET /test)
 ok: project {DEMO_PROJECT_ID} (EXAMPLE): 2 embeds
 ok: project {PYTHON_PROJECT} (PYTHON): 1 embed
 ledger: .sphere-docs-cache/ledger.json: 2 workspaces: 1 live, 1 dead
-    dead: {ids["lessons/b.md"]} (lessons/b.md {default_name("lessons/b.md", 0)}): removed
+    dead: {ids["lessons/b.md"]} (lessons/b.md {default_name("lessons/b.md", WorkspaceSpec(PYTHON_PROJECT))}): removed
     the next build replaces dead workspaces
 sphere-docs doctor: no problems
 """

@@ -23,7 +23,8 @@ from werkzeug.serving import make_server
 from sphere_docs import html
 from sphere_docs.emulator import DEMO_PROJECT_ID
 from sphere_docs.endpoint import create_app
-from sphere_docs.options import default_name, parse_options
+from sphere_docs.naming import default_name
+from sphere_docs.options import parse_options
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +48,7 @@ h1{font-size:1.8rem;margin:.2em 0 .6em}
 def embed(endpoint: str, index: int = 0, caption: str = "Try the exercise: make the tests pass.",
           **options: str) -> str:
     spec = parse_options(DEMO_PROJECT_ID, {"mode": "lazy", "height": "360px", **options}, caption=caption)
-    return html.lazy_placeholder(spec.with_name(default_name(PAGE, index)), page=PAGE,
+    return html.lazy_placeholder(spec.with_name(default_name(PAGE, spec, index)), page=PAGE,
                                  lazy_endpoint=endpoint + "/workspaces")
 
 
@@ -255,7 +256,7 @@ def test_upstream_failure_message_and_retry(context: Any, site: Site, endpoint: 
 def test_a_stale_claim_is_dropped(context: Any, site: Site, endpoint: LazyEndpoint, emulator: Any) -> None:
     url = site.write("index.html", page_html(emulator, embed(endpoint.url)))
     page, _ = open_page(context, url)
-    key = f"sphere-docs:{DEMO_PROJECT_ID}:{PAGE}:{default_name(PAGE, 0)}"
+    key = f"sphere-docs:{DEMO_PROJECT_ID}:{PAGE}:{default_name(PAGE, parse_options(DEMO_PROJECT_ID, {"mode": "lazy"}))}"
     forged = "v1." + "a" * 32 + ".9999999999." + "A" * 43
     page.evaluate("([k, v]) => localStorage.setItem(k, v)", [key, forged])
     page.get_by_role("button", name="Start workspace").click()

@@ -21,7 +21,8 @@ from sphere_docs import html
 from sphere_docs.client import ContainersClient
 from sphere_docs.errors import SettingsError
 from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
-from sphere_docs.options import WorkspaceSpec, default_name
+from sphere_docs.naming import default_name
+from sphere_docs.options import WorkspaceSpec
 from sphere_docs.settings import SiteSettings
 
 P = "eef024c1d14f46319517a65edafb5ee3"
@@ -79,7 +80,7 @@ def strip_assets(text: str) -> str:
 
 def test_lazy_embed_renders_exactly_the_html_module_markup() -> None:
     out = render(f"```{{sphere-workspace}} {P}\n:height: 400px\n\nTry *this*.\n```\n")
-    spec = WorkspaceSpec(project_id=P, mode="lazy", height="400px", name=default_name("intro.md", 0))
+    spec = WorkspaceSpec(project_id=P, mode="lazy", height="400px", name=default_name("intro.md", WorkspaceSpec(P, mode="lazy")))
     expected = html.lazy_placeholder(
         spec, page="intro.md", lazy_endpoint=LAZY, caption_html="<p>Try <em>this</em>.</p>"
     )
@@ -131,9 +132,9 @@ def test_yaml_option_block_is_accepted() -> None:
 def test_default_names_are_stable_per_page_and_position() -> None:
     text = "".join(f"```{{sphere-workspace}} {P}\n```\n\n" for _ in range(3))
     first = Embeds(render(text)).names
-    assert first == [default_name("intro.md", i) for i in range(3)]
+    assert first == [default_name("intro.md", WorkspaceSpec(P, mode="lazy"), i) for i in range(3)]
     assert Embeds(render("Some new prose.\n\n" + text)).names == first
-    assert Embeds(render(text, page="other.md")).names == [default_name("other.md", i) for i in range(3)]
+    assert Embeds(render(text, page="other.md")).names == [default_name("other.md", WorkspaceSpec(P, mode="lazy"), i) for i in range(3)]
 
 
 # --------------------------------------------------------------------------- nesting
@@ -259,7 +260,7 @@ def test_directive_in_comment_survives_verbatim() -> None:
 
 def test_embed_after_content_examples_still_counts_from_zero() -> None:
     text = f"````md\n```{{sphere-workspace}} {P}\n```\n````\n\n```{{sphere-workspace}} {P}\n```\n"
-    assert Embeds(render(text, "fenced_code")).names == [default_name("intro.md", 0)]
+    assert Embeds(render(text, "fenced_code")).names == [default_name("intro.md", WorkspaceSpec(P, mode="lazy"), 0)]
 
 
 def test_indented_example_before_a_real_embed_keeps_names_stable() -> None:
@@ -425,9 +426,9 @@ def test_one_extension_instance_across_markdown_instances_like_mkdocs() -> None:
         embeds, errors = ext.finish_page()
         results.append((page, [e.spec.name for e in embeds], errors))
     assert results == [
-        ("a.md", [default_name("a.md", 0), default_name("a.md", 1)], []),
+        ("a.md", [default_name("a.md", WorkspaceSpec(P, mode="lazy"), 0), default_name("a.md", WorkspaceSpec(P, mode="lazy"), 1)], []),
         ("b.md", [], []),
-        ("c.md", [default_name("c.md", 0)], []),
+        ("c.md", [default_name("c.md", WorkspaceSpec(P, mode="lazy"), 0)], []),
     ]
 
 
@@ -483,7 +484,7 @@ def test_zensical_style_context_names_the_page() -> None:
                            extension_configs={"sphere_workspaces": {k: v for k, v in BASE.items() if k != "page"}})
     md.preprocessors.register(Context(md), "rendering_context", 0)
     out = md.convert(f"```{{sphere-workspace}} {P}\n```\n")
-    assert Embeds(out).names == [default_name("guide/setup.md", 0)]
+    assert Embeds(out).names == [default_name("guide/setup.md", WorkspaceSpec(P, mode="lazy"), 0)]
     assert 'data-page="guide/setup.md"' in out
 
 

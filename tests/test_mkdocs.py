@@ -29,7 +29,8 @@ from mkdocs.exceptions import Abort
 
 from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import EmulatorServer
-from sphere_docs.options import default_name
+from sphere_docs.naming import default_name
+from sphere_docs.options import WorkspaceSpec
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 LAZY = "http://127.0.0.1:8124/workspaces"
@@ -150,7 +151,7 @@ def test_build_mode_site(emulator: EmulatorServer, tmp_path: Path, caplog: pytes
     assert live(emulator, ids)
     assert emulator.count("POST /workspaces") == BUILD_EMBEDS
     assert '<div class="sphere-workspace__caption"><p>First <em>exercise</em>.</p></div>' in one
-    assert f'data-id="{default_name("lessons/one.md", 0)}"' in one
+    assert f'data-id="{default_name("lessons/one.md", WorkspaceSpec(P))}"' in one
     assert 'data-id="in-note"' in one and 'data-features="fullscreenmode"' in two
 
     # the lazy embed: no workspace id, the activation script only where needed
@@ -168,11 +169,11 @@ def test_build_mode_site(emulator: EmulatorServer, tmp_path: Path, caplog: pytes
         "version": 1,
         "pages": {
             "lessons/one.md": [
-                {"project_id": P, "mode": "build", "name": default_name("lessons/one.md", 0)},
+                {"project_id": P, "mode": "build", "name": default_name("lessons/one.md", WorkspaceSpec(P))},
                 {"project_id": P, "mode": "build", "name": "in-note"},
             ],
             "lessons/two.md": [
-                {"project_id": P, "mode": "build", "name": default_name("lessons/two.md", 0)},
+                {"project_id": P, "mode": "build", "name": default_name("lessons/two.md", WorkspaceSpec(P))},
                 {"project_id": P, "mode": "lazy", "name": "later"},
             ],
         },
@@ -239,7 +240,7 @@ def test_dirty_build_keeps_the_manifest_of_pages_it_did_not_render(emulator: Emu
     build(load_config(str(config)), dirty=True)
     after = json.loads(manifest.read_text())
     assert after["pages"]["lessons/one.md"] == before["pages"]["lessons/one.md"]  # not re-rendered, kept
-    assert [e["name"] for e in after["pages"]["lessons/two.md"]] == [default_name("lessons/two.md", 0), "later-renamed"]
+    assert [e["name"] for e in after["pages"]["lessons/two.md"]] == [default_name("lessons/two.md", WorkspaceSpec(P)), "later-renamed"]
     assert emulator.count("POST /workspaces") == 0
 
 
@@ -259,8 +260,8 @@ def test_two_builds_at_once_share_one_ledger(emulator: EmulatorServer, tmp_path:
     entries = ledger["entries"]
     keys = {f"{e['page']}#{e['name']}" for e in entries.values()}
     assert keys == {
-        f"lessons/one.md#{default_name('lessons/one.md', 0)}", "lessons/one.md#in-note",
-        f"lessons/two.md#{default_name('lessons/two.md', 0)}",
+        f"lessons/one.md#{default_name('lessons/one.md', WorkspaceSpec(P))}", "lessons/one.md#in-note",
+        f"lessons/two.md#{default_name('lessons/two.md', WorkspaceSpec(P))}",
     }
     recorded = sorted(e["workspace_id"] for e in entries.values())
     for n in "ab":

@@ -19,7 +19,8 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from test_mkdocs import LAZY, LOADER, live, loader_right_after_body, run_build, workspace_ids
 
 from sphere_docs.emulator import EmulatorServer
-from sphere_docs.options import default_name
+from sphere_docs.naming import default_name
+from sphere_docs.options import WorkspaceSpec
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 PAGES = {
@@ -39,7 +40,7 @@ EXTENSIONS: list[object] = [
     "pymdownx.superfences",
     {"pymdownx.tabbed": {"alternate_style": True}},
 ]
-NAMES = [default_name("lesson.md", 0), "in-tip", "in-tab", "in-details"]
+NAMES = [default_name("lesson.md", WorkspaceSpec(P)), "in-tip", "in-tab", "in-details"]
 
 
 def write_site(root: Path, config: dict[str, object]) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sphere_docs.options import OPTIONS, OptionError, WorkspaceSpec, default_name, parse_options
+from sphere_docs.options import OPTIONS, OptionError, WorkspaceSpec, parse_options
 
 PROJECT = "eef024c1d14f46319517a65edafb5ee3"
 
@@ -102,8 +102,3 @@ def test_options_table_is_complete() -> None:
     }
 
 
-def test_default_names_are_stable_and_distinct() -> None:
-    assert default_name("lessons/intro.md", 0) == default_name("lessons/intro.md", 0)
-    names = {default_name(p, i) for p in ("a/b.md", "a-b.md", "a_b.md") for i in range(3)}
-    assert len(names) == 9
-    assert all(n.startswith("ws-") for n in names)

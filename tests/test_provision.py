@@ -23,7 +23,8 @@ from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
 from sphere_docs.errors import SettingsError
 from sphere_docs.manifest import ManifestError, read_manifest, write_manifest
-from sphere_docs.options import default_name, parse_options
+from sphere_docs.naming import default_name
+from sphere_docs.options import parse_options
 from sphere_docs.provision import (
     LEDGER_NAME,
     EmbedRequest,
@@ -52,7 +53,8 @@ def site(url: str, tmp_path: Path, **kw) -> SiteSettings:
 def embed(page: str, index: int = 0, project: str = DEMO_PROJECT_ID, line: int | None = None,
           **options: str) -> EmbedRequest:
     opts = {k.replace("_", "-"): v for k, v in options.items()}
-    spec = parse_options(project, opts).with_name(default_name(page, index))
+    spec = parse_options(project, opts)
+    spec = spec.with_name(default_name(page, spec, index))
     return EmbedRequest(page, spec, line)
 
 
@@ -266,13 +268,14 @@ def test_progress_is_reported(emulator, tmp_path, caplog):
 WORKER = r"""
 import json, sys, time
 from pathlib import Path
-from sphere_docs.options import parse_options, default_name
+from sphere_docs.options import parse_options
+from sphere_docs.naming import default_name
 from sphere_docs.provision import EmbedRequest, Provisioner
 from sphere_docs.settings import SiteSettings
 
 url, cache, go, who = sys.argv[1:5]
 pages = [f"shared{i}.md" for i in range(10)] + [f"{who}{i}.md" for i in range(5)]
-reqs = [EmbedRequest(p, parse_options("eef024c1d14f46319517a65edafb5ee3", {}).with_name(default_name(p, 0)))
+reqs = [EmbedRequest(p, (s := parse_options("eef024c1d14f46319517a65edafb5ee3", {})).with_name(default_name(p, s)))
         for p in pages]
 settings = SiteSettings.from_mapping({"endpoint": url, "cache": cache, "concurrency": 4})
 while not Path(go).exists():
@@ -314,7 +317,8 @@ def test_two_processes_on_one_ledger(emulator, tmp_path):
 
 LOOPER = r"""
 import sys
-from sphere_docs.options import parse_options, default_name
+from sphere_docs.options import parse_options
+from sphere_docs.naming import default_name
 from sphere_docs.provision import EmbedRequest, Provisioner
 from sphere_docs.settings import SiteSettings
 
@@ -323,7 +327,7 @@ settings = SiteSettings.from_mapping({"endpoint": url, "cache": cache})
 n = 0
 while True:
     reqs = [EmbedRequest(f"p{i}.md", parse_options("eef024c1d14f46319517a65edafb5ee3",
-            {"inactivity-timeout": str(10 + (n + i) % 3)}).with_name(default_name(f"p{i}.md", 0)))
+            {"inactivity-timeout": str(10 + (n + i) % 3)}).with_name(f"ws-p{i}"))
             for i in range(5)]
     with Provisioner(settings) as prov:
         prov.resolve(reqs)
@@ -486,12 +490,12 @@ def test_manifest_roundtrip_and_no_token(tmp_path):
         "version": 1,
         "pages": {
             "index.md": [{"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[0].spec.name}],
-            "lazy.md": [{"project_id": DEMO_PROJECT_ID, "mode": "lazy", "name": default_name("lazy.md", 0)}],
+            "lazy.md": [{"project_id": DEMO_PROJECT_ID, "mode": "lazy", "name": embed("lazy.md", mode="lazy").spec.name}],
             "lessons/one.md": [
                 {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[1].spec.name},
                 {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[2].spec.name},
             ],
-            "other.md": [{"project_id": SECOND_PROJECT, "mode": "build", "name": default_name("other.md", 0)}],
+            "other.md": [{"project_id": SECOND_PROJECT, "mode": "build", "name": embed("other.md", project=SECOND_PROJECT).spec.name}],
         },
         "projects": sorted([DEMO_PROJECT_ID, SECOND_PROJECT]),
     }

@@ -12,7 +12,8 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from sphere_docs.cli import main
 from sphere_docs.client import ContainersClient
 from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.options import default_name, parse_options
+from sphere_docs.naming import default_name
+from sphere_docs.options import parse_options
 from sphere_docs.provision import EmbedRequest, Ledger, Provisioner, prune
 from sphere_docs.settings import SiteSettings
 
@@ -22,7 +23,8 @@ def site(url: str, cache: Path) -> SiteSettings:
 
 
 def embed(page: str, **options: str) -> EmbedRequest:
-    spec = parse_options(DEMO_PROJECT_ID, options).with_name(default_name(page, 0))
+    spec = parse_options(DEMO_PROJECT_ID, options)
+    spec = spec.with_name(default_name(page, spec))
     return EmbedRequest(page, spec)
 
 

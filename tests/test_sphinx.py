@@ -189,8 +189,8 @@ BAD_RST = [
          "expected a whole number of minutes between 0 and 525600"),
     (30, "sphere-workspace: invalid value '1st' for option 'name'; expected an identifier: "
          "a letter, then up to 63 letters, digits, '-' or '_'"),
-    (36, "sphere-workspace: duplicate name 'twin' on this page; "
-         "expected a name used by no other embed of the page"),
+    (36, "sphere-workspace: duplicate value 'twin' for option 'name'; "
+         "expected a name not used by another embed on this page (line 33)"),
     (39, "sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee3 extra words'; "
          "expected a project id of 32 hexadecimal characters"),
 ]
@@ -202,9 +202,16 @@ BAD_MD = [
 ]
 
 
+def subtype(text: str) -> str:
+    return "sphere.name" if "duplicate value" in text else "sphere.option"
+
+
 def expected_warnings(src: Path) -> list[str]:
-    return [f"{src / 'index.rst'}:{line}: WARNING: {text} [sphere.option]" for line, text in BAD_RST] + [
-        f"{src / 'mdbad.md'}:{line}: WARNING: {text} [sphere.option]" for line, text in BAD_MD]
+    """Each mistake is a located ERROR, as it is an error in every engine; then one summary."""
+    return [f"{src / 'index.rst'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_RST] + [
+        f"{src / 'mdbad.md'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_MD] + [
+        f"ERROR: sphere-workspace: {len(BAD_RST) + len(BAD_MD)} embed(s) with errors "
+        "(the first at index.rst:8); the build failed [sphere.option]"]
 
 
 def test_every_bad_input_is_a_pinned_located_warning(make_app, emulator, tmp_path):
@@ -222,7 +229,7 @@ def test_every_bad_input_is_a_pinned_located_warning(make_app, emulator, tmp_pat
     for page in ("index.html", "mdbad.html"):  # stays readable for a web server
         assert (app.outdir / page).stat().st_mode & 0o777 == (
             app.outdir / "genindex.html").stat().st_mode & 0o777
-    assert app.statuscode == 0
+    assert app.statuscode == 1  # an author's mistake fails the build, as in MkDocs
 
 
 def test_warning_is_error_fails_the_build(make_app, emulator, tmp_path):
@@ -247,9 +254,18 @@ def test_sphinx_build_cli_with_W_exits_non_zero(emulator, tmp_path, capsys):
 
 def test_suppress_warnings_silences_option_warnings(make_app, emulator, tmp_path):
     src = copy_root("sphere-bad", tmp_path)
-    app = build(make_app, src, emulator=emulator, suppress_warnings=["sphere.option"])
+    app = build(make_app, src, emulator=emulator, suppress_warnings=["sphere.option", "sphere.name"])
     remaining = warnings_of(app).splitlines()
     assert len(remaining) == 1 and remaining[0].endswith("[myst.directive_option]")
+    assert app.statuscode == 0  # what the author silenced does not fail the build
+
+
+def test_a_duplicate_name_is_its_own_subtype(make_app, emulator, tmp_path):
+    src = copy_root("sphere-bad", tmp_path)
+    app = build(make_app, src, emulator=emulator, suppress_warnings=["sphere.option"])
+    remaining = [line for line in warnings_of(app).splitlines() if "[myst." not in line]
+    assert len(remaining) == 1 and "duplicate value 'twin'" in remaining[0]
+    assert remaining[0].endswith("[sphere.name]") and app.statuscode == 1
 
 
 # -- faults and on_error -------------------------------------------------------------------

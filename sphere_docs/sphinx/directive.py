@@ -7,9 +7,11 @@ from typing import ClassVar
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.util import logging
+from sphinx.util.logging import is_suppressed_warning
 from sphinx.util.docutils import SphinxDirective
 
-from ..options import OPTIONS, OptionError, default_name, parse_options
+from .. import html
+from ..options import OPTIONS, OptionError, parse_options
 from .envdata import env_data, page_path
 from .nodes import sphere_workspace
 
@@ -45,8 +47,7 @@ class SphereWorkspaceDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         docname = self.env.docname
         data = env_data(self.env)
-        index = data.next_index(docname)  # counts invalid embeds too: names stay put
-        location = (docname, self.lineno)
+        page = page_path(self.env, docname)
         try:
             spec = parse_options(
                 self.arguments[0] if self.arguments else None,
@@ -54,25 +55,15 @@ class SphereWorkspaceDirective(SphinxDirective):
                 caption="\n".join(self.content),
                 default_mode=self.config.sphere_mode,
             )
+            spec = data.namer(docname, page).name(spec, self.lineno)
         except OptionError as err:
-            logger.warning(err.describe(), location=location, type="sphere", subtype="option")
-            return []
-
-        page = page_path(self.env, docname)
-        spec = spec.with_name(spec.name or default_name(page, index))
-        if spec.name in data.names(docname):
-            logger.warning(
-                f"sphere-workspace: duplicate name {spec.name!r} on this page; "
-                "expected a name used by no other embed of the page",
-                location=location, type="sphere", subtype="option",
-            )
-            return []
+            return [self._mistake(err)]
         if spec.mode == "lazy" and not self.config.sphere_lazy_endpoint:
             # Rendered as an "unavailable" box; the site setting is what is missing.
             logger.warning(
                 "sphere-workspace: mode 'lazy' needs the sphere_lazy_endpoint setting "
                 "(the URL of the lazy endpoint) in conf.py",
-                location=location, type="sphere", subtype="config",
+                location=(docname, self.lineno), type="sphere", subtype="config",
             )
 
         request = data.record(docname, page, spec, self.lineno)
@@ -81,3 +72,18 @@ class SphereWorkspaceDirective(SphinxDirective):
         if self.content:
             self.state.nested_parse(self.content, self.content_offset, node)
         return [node]
+
+    def _mistake(self, err: OptionError) -> nodes.Node:
+        """An author's mistake: an error, as in every engine (the build fails at its end,
+        see ``extension.fail_on_embed_errors``), and a box where the embed would have been."""
+        docname = self.env.docname
+        subtype = mistake_subtype(err)
+        logger.error(err.describe(), location=(docname, self.lineno), type="sphere", subtype=subtype)
+        if not is_suppressed_warning("sphere", subtype, self.config.suppress_warnings):
+            env_data(self.env).record_error(docname, self.lineno, err.describe())
+        return nodes.raw("", html.error_box(err.describe()), format="html")
+
+
+def mistake_subtype(err: OptionError) -> str:
+    """``sphere.name`` for the duplicate-name rule, ``sphere.option`` for the rest."""
+    return "name" if err.problem == "duplicate value" else "option"

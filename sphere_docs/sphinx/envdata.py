@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
+from ..naming import PageNamer
 from ..options import WorkspaceSpec
 
 if TYPE_CHECKING:
@@ -53,18 +54,21 @@ class Outcome:
 @dataclass
 class SphereEnvData:
     embeds: dict[str, list[Embed]] = field(default_factory=dict)  #: docname -> in order
-    counts: dict[str, int] = field(default_factory=dict)  #: directives seen, valid or not
+    namers: dict[str, PageNamer] = field(default_factory=dict)  #: docname -> names given so far
+    #: docname -> (line, sentence) of each author's mistake not suppressed: they fail the build
+    errors: dict[str, list[tuple[int | None, str]]] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)  #: Embed.key -> outcome
 
     # -- reading
 
-    def next_index(self, docname: str) -> int:
-        index = self.counts.get(docname, 0)
-        self.counts[docname] = index + 1
-        return index
+    def namer(self, docname: str, page: str) -> PageNamer:
+        namer = self.namers.get(docname)
+        if namer is None:
+            namer = self.namers[docname] = PageNamer(page)
+        return namer
 
-    def names(self, docname: str) -> set[str]:
-        return {e.spec.name for e in self.embeds.get(docname, ()) if e.spec.name}
+    def record_error(self, docname: str, line: int | None, sentence: str) -> None:
+        self.errors.setdefault(docname, []).append((line, sentence))
 
     def record(self, docname: str, page: str, spec: WorkspaceSpec, line: int | None) -> Embed:
         embed = Embed(docname=docname, page=page, line=line, spec=spec)
@@ -76,14 +80,16 @@ class SphereEnvData:
     def purge(self, docname: str) -> None:
         for embed in self.embeds.pop(docname, ()):
             self.outcomes.pop(embed.key, None)
-        self.counts.pop(docname, None)
+        self.namers.pop(docname, None)
+        self.errors.pop(docname, None)
 
     def merge(self, docnames: set[str] | frozenset[str] | list[str], other: SphereEnvData) -> None:
         for docname in docnames:
             if docname in other.embeds:
                 self.embeds[docname] = other.embeds[docname]
-            if docname in other.counts:
-                self.counts[docname] = other.counts[docname]
+            for mine, theirs in ((self.namers, other.namers), (self.errors, other.errors)):
+                if docname in theirs:
+                    mine[docname] = theirs[docname]  # type: ignore[index]
 
     # -- queries
 

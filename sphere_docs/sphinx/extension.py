@@ -58,7 +58,7 @@ __all__ = ["SphereBuildError", "setup_extension"]
 logger = logging.getLogger(__name__)
 
 #: bump when the shape of the env data changes: Sphinx then re-reads everything
-ENV_VERSION = 2  # 2: WorkspaceSpec became a NamedTuple (pickled envs of version 1 are rebuilt)
+ENV_VERSION = 3  # 2: WorkspaceSpec became a NamedTuple; 3: names by identity, errors kept
 
 
 class SphereBuildError(SphinxError):
@@ -83,6 +83,7 @@ def setup_extension(app: Sphinx) -> dict[str, Any]:
     app.connect("env-updated", provision_pending)
     app.connect("doctree-resolved", replace_for_static_builders)
     app.connect("build-finished", finish_html)
+    app.connect("build-finished", fail_on_embed_errors)
     return {
         "version": __version__,
         "env_version": ENV_VERSION,
@@ -294,3 +295,26 @@ def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path
         every = [e for docname in sorted(with_embeds) for e in with_embeds[docname]]
         return {Path(builder.get_outfilename(app.config.root_doc)): every}
     return {Path(builder.get_outfilename(d)): found for d, found in with_embeds.items()}
+
+
+def fail_on_embed_errors(app: Sphinx, exception: BaseException | None) -> None:
+    """``build-finished``: an author's mistake in an embed fails the build, as in MkDocs.
+
+    Each mistake was logged as a located ERROR when its directive was read (and
+    rendered as a box); here the exit status becomes non-zero.  Kept in the
+    env data, so an incremental build that does not re-read the page still fails
+    until the page is fixed.
+    """
+    if exception is not None:
+        return
+    errors = env_data(app.env).errors
+    found = [(docname, line) for docname in sorted(errors) for line, _ in errors[docname]]
+    if not found:
+        return
+    first_doc, first_line = found[0]
+    where = app.env.doc2path(first_doc, False)
+    logger.error(
+        "sphere-workspace: %d embed(s) with errors (the first at %s:%s); the build failed",
+        len(found), where, first_line, type="sphere", subtype="option",
+    )
+    app.statuscode = 1
