@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import xml.etree.ElementTree as etree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -661,7 +662,11 @@ class SphereWorkspaceExtension(Extension):
         """Register the processors (see the module docstring for the order)."""
         md.registerExtension(self)
         self._md = md
-        _ = self.settings  # a bad setting fails here, not in the middle of a page
+        try:
+            _ = self.settings  # a bad setting fails here, not in the middle of a page
+        except SettingsError as err:
+            _stop_zensical_build(md, str(err))
+            raise
         md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 31.08)
         md.preprocessors.register(_MarkerPreprocessor(md, self), "sphere_workspace_markers", 29.95)
         md.parser.blockprocessors.register(
@@ -702,6 +707,8 @@ class SphereWorkspaceExtension(Extension):
 
     def _directive_error(self, err: DirectiveError) -> None:
         if not self.deferred:
+            if self._md is not None:
+                _stop_zensical_build(self._md, str(err))
             raise err
         assert self._doc is not None
         self._doc.errors.append(err)
@@ -801,6 +808,24 @@ def _lost(doc: _Document, number: int) -> DirectiveError:
         "(another extension removed it); expected it in the page",
         page=doc.page or None, line=doc.directives[number].line,
     )
+
+
+def _stop_zensical_build(md: Markdown, message: str) -> None:
+    """Under ``zensical build``, end the build with our one located line and exit status 1.
+
+    Zensical (0.0.x) gives Markdown extensions no error channel: an exception
+    raised while a page converts crosses into its Rust runtime and comes back
+    as a ``RuntimeError`` printed with two tracebacks after "No issues found".
+    For a failed build the process exits anyway, so we say the sentence and
+    exit first.  ``zensical serve`` keeps the exception (it reports and waits
+    for the next edit), as do all other hosts.
+    """
+    if _zensical_page(md) is None or "build" not in sys.argv[1:2]:
+        return
+    sys.stdout.flush()
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+    os._exit(1)  # sys.exit would become a Rust-side RuntimeError like any other exception
 
 
 def _zensical_page(md: Markdown) -> str | None:

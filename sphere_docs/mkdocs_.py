@@ -217,6 +217,8 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             return env
         settings = self._settings()
         try:
+            if any(e.marker is not None for embeds in self.embeds.values() for e in embeds):
+                settings.api  # noqa: B018  (build mode needs the endpoint: named before the SDK host)
             settings.sdk  # noqa: B018  (the loader needs a host: fail before any request)
         except SettingsError as err:
             raise self._fail(str(err)) from None

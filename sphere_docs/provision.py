@@ -77,6 +77,7 @@ from .client import (
 from .errors import SphereDocsError
 from .fileio import atomic_write_json
 from .html import TOKEN_RE, WORKSPACE_ID_RE
+from .naming import legacy_adoptions
 from .options import WorkspaceSpec
 from .redact import redact
 from .settings import SiteSettings, parse_endpoint
@@ -330,6 +331,7 @@ class Provisioner:
             return results
 
         client = self.client  # may raise SettingsError (no token) before any work
+        self._adopt_legacy_names(unique)
         snapshot = self.ledger.read()["entries"]
         outcomes = self._run(client, unique, snapshot)
         final, stray = self._record(outcomes, snapshot, set(unique))
@@ -411,6 +413,30 @@ class Provisioner:
         if isinstance(previous, Mapping) and previous.get("build_id") == self.build_id:
             merged.update(previous.get("keys") or ())
         builds[scope_key] = {"build_id": self.build_id, "updated_at": now, "keys": sorted(merged)}
+
+    def _adopt_legacy_names(self, unique: Mapping[str, EmbedRequest]) -> None:
+        """Entries recorded under the old positional default names move to the new names.
+
+        Re-keyed in the ledger itself (durably, under the lock) before anything is
+        checked or created, so the workspace is reused and ``prune`` never sees the
+        old key as unused (which would remove a workspace this build embeds).
+        """
+        wanted = {lkey: (r.page, r.spec) for lkey, r in unique.items()}
+        if not legacy_adoptions(self.ledger.read()["entries"], wanted):
+            return  # the usual build: one read, no write
+
+        def rekey(data: dict[str, Any]) -> None:
+            entries = data["entries"]
+            for new_key, old_key in legacy_adoptions(entries, wanted).items():
+                entry = entries.pop(old_key)
+                if isinstance(entry, dict):
+                    entry["name"] = unique[new_key].spec.name
+                entries[new_key] = entry
+                self.logger.info("sphere-workspaces: %s: workspace %s kept under the new default name %s",
+                                 unique[new_key].where, entries[new_key].get("workspace_id"),
+                                 unique[new_key].spec.name)
+
+        self.ledger.update(rekey)
 
     def _api_base(self) -> str:
         return self.settings.api.api_base

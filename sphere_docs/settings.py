@@ -198,6 +198,13 @@ class SiteSettings(NamedTuple):
         if self.sdk_host:
             https = True if self.sdk_https is None else self.sdk_https
             return self.sdk_host, https
+        if not self.endpoint:
+            # A site with only lazy embeds needs no API endpoint, but the loader needs a host.
+            raise SettingsError(
+                "sdk_host", None,
+                "the host the Sphere Engine SDK loader comes from (your customer host, such as "
+                "12345678.containers.sphere-engine.com), or set 'endpoint' and the SDK host follows it",
+                problem="missing setting")
         api = self.api
         return api.host, api.https if self.sdk_https is None else self.sdk_https
 

@@ -192,6 +192,27 @@ def test_lazy_only_site_needs_no_token(emulator: EmulatorServer, tmp_path: Path,
     assert emulator.stats()["total_requests"] == 0
 
 
+def test_lazy_only_site_needs_no_endpoint_only_an_sdk_host(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    config = make_site(tmp_path, {"sdk_host": "12345678.containers.sphere-engine.com",
+                                  "lazy_endpoint": LAZY, "mode": "lazy"})
+    run_build(config, strict=True)
+    page = html_files(tmp_path / "site")["lessons/one/index.html"]
+    assert page.count('data-sphere-mode="lazy"') == 2 and loader_right_after_body(page)
+    assert "12345678.containers.sphere-engine.com" in page
+
+
+def test_lazy_only_site_without_an_sdk_host_names_the_fix(tmp_path: Path, monkeypatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    config = make_site(tmp_path, {"lazy_endpoint": LAZY, "mode": "lazy"})
+    with pytest.raises(Abort):
+        run_build(config)
+    assert ("sphere-workspaces: missing setting 'sdk_host'; expected the host the Sphere Engine SDK "
+            "loader comes from (your customer host, such as 12345678.containers.sphere-engine.com), "
+            "or set 'endpoint' and the SDK host follows it") in messages(caplog, logging.ERROR)
+
+
 # --------------------------------------------------------------------------- the ledger across rebuilds
 
 

@@ -122,11 +122,12 @@ def zensical_site(root: Path, ext_config: dict[str, object]) -> Path:
     return write_site(root, {"markdown_extensions": [*EXTENSIONS, {"sphere_workspaces": ext_config}]})
 
 
-def check_alone_output(lesson: str) -> None:
+def check_alone_output(lesson: str, mode: str = "build") -> None:
     assert lesson.count(LOADER) == 1
     first_embed = lesson.index('<div class="sphere-workspace')
     assert lesson.index(LOADER) < first_embed  # inline, right before the first embed
-    assert all(f'"{n}"' in lesson for n in NAMES)
+    names = [default_name("lesson.md", WorkspaceSpec(P, mode=mode)), *NAMES[1:]]
+    assert all(f'"{n}"' in lesson for n in names)
     assert 'data-page="lesson.md"' in lesson  # the page Zensical renders names the embeds
 
 
@@ -136,7 +137,7 @@ def test_zensical_lazy_mode(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     site = tmp_path / "site"
     lesson = (site / "lesson/index.html").read_text()
-    check_alone_output(lesson)
+    check_alone_output(lesson, mode="lazy")
     assert not workspace_ids(lesson) and lesson.count('data-sphere-mode="lazy"') == 4
     assert LOADER not in (site / "index.html").read_text()
 
@@ -191,3 +192,20 @@ def test_extension_listed_next_to_the_plugin_is_taken_over(emulator: EmulatorSer
         run_build(config)
     check_plugin_output(tmp_path / "site", emulator)  # the plugin's settings won (build mode)
     assert any("its markdown_extensions entry is not needed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("page", "ext_config", "sentence"), [
+    (f"# L\n\n```{{sphere-workspace}} {P}\n:heigth: 300px\n```\n", {"mode": "lazy", "lazy_endpoint": LAZY},
+     "lesson.md:3: sphere-workspace: unknown option 'heigth'; valid options: "),
+    ("# L\n", {"mode": "lazzy", "lazy_endpoint": LAZY},
+     "sphere-workspaces: invalid value 'lazzy' for setting 'mode'; expected build | lazy"),
+])
+def test_zensical_reports_a_mistake_in_one_located_line(tmp_path: Path, page: str, ext_config: dict[str, object],
+                                                        sentence: str) -> None:
+    zensical_site(tmp_path, {"sdk_host": "12345678.containers.sphere-engine.com", **ext_config})
+    (tmp_path / "docs" / "lesson.md").write_text(page)
+    result = zensical(tmp_path, dict(os.environ))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("Error: " + sentence), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

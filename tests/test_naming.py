@@ -143,3 +143,32 @@ def test_control_characters_in_a_caption_are_a_located_error(char: str) -> None:
     embeds, errors = ext.finish_page()
     assert embeds == [] and [e.line for e in errors] == [1]
     assert char not in out
+
+
+def test_a_build_adopts_the_workspaces_an_old_ledger_holds_under_positional_names(emulator, tmp_path) -> None:
+    """Upgrading sphere-docs creates nothing and orphans nothing: old entries are re-keyed."""
+    import json
+
+    from sphere_docs.emulator import DEMO_PROJECT_ID
+    from sphere_docs.provision import EmbedRequest, Provisioner
+
+    settings = SiteSettings.from_mapping({"endpoint": emulator.url, "cache": str(tmp_path / "cache"),
+                                          "retries": 1})
+    plain, timed = parse_options(DEMO_PROJECT_ID, {}), parse_options(DEMO_PROJECT_ID, {"inactivity-timeout": "30"})
+    old = [EmbedRequest("a.md", plain.with_name(legacy_default_name("a.md", 0))),
+           EmbedRequest("a.md", timed.with_name(legacy_default_name("a.md", 1))),
+           EmbedRequest("a.md", plain.with_name(legacy_default_name("a.md", 2)))]
+    with Provisioner(settings) as provisioner:
+        first = provisioner.resolve(old)
+    created = emulator.count("POST /workspaces")
+    assert created == 3
+
+    namer = PageNamer("a.md")
+    new = [EmbedRequest("a.md", namer.name(spec)) for spec in (plain, timed, plain)]
+    with Provisioner(settings) as provisioner:
+        second = provisioner.resolve(new)
+    assert emulator.count("POST /workspaces") == created  # nothing new
+    assert [second[r.key].workspace_id for r in new] == [first[r.key].workspace_id for r in old]
+    entries = json.loads((tmp_path / "cache" / "ledger.json").read_text())["entries"]
+    assert sorted(e["name"] for e in entries.values()) == sorted(r.spec.name for r in new)
+    assert not any("#" + legacy_default_name("a.md", i) in k for k in entries for i in range(3))

@@ -9,6 +9,8 @@ setting, at ``config-inited`` (before any document is read).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -78,14 +80,22 @@ def register(app: Sphinx) -> None:
     print a generic "has type str, defaults to int" warning, while
     :meth:`SiteSettings.validate` says what would be valid.
     """
+    described = _takes_description(type(app))
     for name, setting in SETTINGS.items():
+        extra: dict[str, Any] = {"description": setting.doc} if described else {}
         app.add_config_value(
             config_name(name),
             setting.default,
             REBUILD.get(name, ""),  # type: ignore[arg-type]
             types=Any,
-            description=setting.doc,
+            **extra,
         )
+
+
+@functools.cache
+def _takes_description(app_class: type) -> bool:
+    """Whether ``add_config_value`` takes ``description`` (Sphinx 7.4 and later)."""
+    return "description" in inspect.signature(app_class.add_config_value).parameters
 
 
 def _raw_values(config: Config) -> dict[str, Any]:
