@@ -40,13 +40,34 @@ Timeouts and retries
 Every call has a timeout (``timeout`` seconds for connecting and for each
 read).  Retries use urllib3's ``Retry`` on an ``HTTPAdapter`` mounted for the
 API host, with exponential backoff and jitter (``backoff * 2**(n-1)``, the
-sleep drawn between half and all of that, capped at ``BACKOFF_MAX``), for:
+sleep drawn between half and all of that, capped at ``BACKOFF_MAX``).  What is
+retried depends on whether repeating the request is safe (:data:`RETRY_POLICY`,
+the README's table says the same):
 
-* connect errors (refused, DNS, connect timeout) — every method;
-* 429 and 503, honouring ``Retry-After`` (capped at ``RETRY_AFTER_MAX``) —
-  every method, because both mean the request was *not* processed;
-* 502 and 504, read timeouts, resets and broken responses — ``GET`` and
-  ``PUT`` only (they are idempotent: stop/resume/remove twice is harmless).
+=====================================================  ==============  =============
+failure                                                GET, PUT        POST (create)
+=====================================================  ==============  =============
+connect error (refused, DNS, connect timeout)          retried         retried
+429, 503 (``Retry-After`` honoured, capped)            retried         retried
+502, 504                                               retried         not retried
+read timeout, reset after sending, cut-off answer      retried         not retried
+500, other 5xx, 4xx, an unparsable answer              not retried     not retried
+=====================================================  ==============  =============
+
+Why: ``GET`` is a read and every ``PUT`` (stop, resume, remove) drives the
+workspace to a state, so doing it twice is harmless (the emulator answers 200
+to a repeat; the reference lists their repeatability among its open questions,
+but a repeat can at worst answer an error, never cost a slot).  A connect
+error means no byte of the request left this machine.  The reference says
+nothing about 429 or 503 (it documents neither); by HTTP's definitions both
+refuse the request — 429 "too many requests" (RFC 6585), 503 "unable to handle
+the request" due to overload or maintenance (RFC 9110 15.6.4) — and they are
+what a load balancer answers without forwarding, so a create answered that way
+was not performed.  502 and 504 say that a gateway got a bad answer, or none in
+time, from the server behind it (RFC 9110 15.6.3, 15.6.5): the server may have
+created the workspace, and so may a request whose answer timed out or was cut
+off.  A 500 reports a failure of the application that a repeat usually meets
+again, so it ends the call at once for every method.
 
 **Duplicate creation.**  ``POST /workspaces`` is the one call that is not
 idempotent and the API has no idempotency key or marker field, so the client
@@ -83,7 +104,7 @@ from urllib3.util.retry import Retry
 from . import __version__
 from .errors import SphereDocsError
 from .options import FALSE_WORDS, TRUE_WORDS, WorkspaceSpec
-from .redact import install_log_redaction, redact, register_secret
+from .redact import clean_snippet, install_log_redaction, redact, register_secret
 
 if TYPE_CHECKING:
     from .settings import SiteSettings
@@ -102,6 +123,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "Project",
+    "RETRY_POLICY",
     "RateLimitedError",
     "ServerError",
     "SphereEngineError",
@@ -122,12 +144,25 @@ STATE_NAMES = {
 }
 _STATE_CODES = {name: code for code, name in STATE_NAMES.items()}
 
-#: statuses retried at all; which methods may retry them is decided in _ApiRetry
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: statuses that mean "the request was not processed": safe to retry even for POST
-NOT_PROCESSED_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: statuses that mean "the request was not processed": retried for every method
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+#: statuses retried for an idempotent method (the server may have acted: harmless to repeat)
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: method -> statuses retried (any other method: ``NOT_PROCESSED_STATUSES`` only); read
+#: timeouts, resets and cut-off answers are retried for the idempotent methods only, and
+#: connect errors for every method.  See the module docstring.
+RETRY_POLICY: dict[str, frozenset[int]] = {method: RETRY_STATUSES for method in IDEMPOTENT_METHODS}
+
+
+def retried_statuses(method: str) -> frozenset[int]:
+    """The HTTP statuses after which a ``method`` request is repeated (see the module docstring)."""
+    return RETRY_POLICY.get(method.upper(), NOT_PROCESSED_STATUSES)
+
+
 BACKOFF_MAX = 8.0
+#: longest text of the server's that an error message quotes (after masking)
+MESSAGE_MAX = 200
 RETRY_AFTER_MAX = 30.0
 
 
@@ -374,15 +409,19 @@ def _next_page_token(data: Mapping[str, Any]) -> str | None:
 
 
 class _ApiRetry(Retry):
-    """urllib3 ``Retry`` with the POST policy of the module docstring, our jitter and a capped Retry-After."""
+    """urllib3 ``Retry`` with :data:`RETRY_POLICY`, our jitter and a capped Retry-After.
+
+    Connect errors are retried for every method (urllib3 does so regardless of
+    ``allowed_methods``); read errors (timeouts, resets, cut-off answers) only for
+    ``allowed_methods`` = the idempotent ones; statuses as :meth:`is_retry` says.
+    """
 
     retry_after_cap: float = RETRY_AFTER_MAX
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        if method.upper() not in IDEMPOTENT_METHODS:
-            # Only "not processed" answers may repeat a non-idempotent request.
-            return status_code in NOT_PROCESSED_STATUSES and status_code in (self.status_forcelist or ())
-        return super().is_retry(method, status_code, has_retry_after)
+        # Exactly the policy's statuses: urllib3 would also repeat any method on a 413
+        # with Retry-After, and consults allowed_methods, which only governs read errors here.
+        return status_code in retried_statuses(method)
 
     def get_backoff_time(self) -> float:
         errors = len(self.history)
@@ -461,7 +500,7 @@ class ContainersClient:
             read=self.retries,
             status=self.retries,
             redirect=0,
-            status_forcelist=RETRY_STATUSES,
+            status_forcelist=RETRY_STATUSES,  # is_retry decides per method
             allowed_methods=IDEMPOTENT_METHODS,
             backoff_factor=self.backoff,
             respect_retry_after_header=True,
@@ -692,7 +731,7 @@ class ContainersClient:
         if 200 <= status < 300:
             if payload is None and text.strip():
                 raise MalformedResponseError(
-                    f"HTTP {status} with a body that is not JSON: {_snippet(text, self.__token)}",
+                    f"HTTP {status} with a body that is not JSON: {clean_snippet(text, (self.__token,))}",
                     status=status, method=method, path=shown,
                     maybe_processed=method.upper() not in IDEMPOTENT_METHODS,
                 )
@@ -704,8 +743,9 @@ class ContainersClient:
             error_code = _opt_int(payload.get("error_code"))
             message = str(payload.get("message") or payload.get("error") or "")
         if not message:
-            message = _snippet(text, self.__token) if text.strip() else (response.reason or "no message")
-        message = redact(message, (self.__token,))
+            message = text if text.strip() else str(response.reason or "")
+        # Everything the server said is masked before it is cut (and checked after).
+        message = clean_snippet(message, (self.__token,), MESSAGE_MAX) or "no message"
         kw: dict[str, Any] = {"status": status, "error_code": error_code, "method": method, "path": shown}
         if status in (401, 403):
             return_error: SphereEngineError = AuthError(message, **kw)
@@ -717,9 +757,7 @@ class ContainersClient:
                 message += f" (gave up after {self.retries} retries)"
             return_error = RateLimitedError(message, retry_after=retry_after, **kw)
         elif status >= 500:
-            retried = status in RETRY_STATUSES and self.retries and (
-                method.upper() in IDEMPOTENT_METHODS or status in NOT_PROCESSED_STATUSES
-            )
+            retried = self.retries and status in retried_statuses(method)
             if retried:
                 message += f" (gave up after {self.retries} retries)"
             maybe = method.upper() not in IDEMPOTENT_METHODS and status not in NOT_PROCESSED_STATUSES
@@ -743,13 +781,6 @@ def _opt_float(value: Any) -> float | None:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _snippet(text: str, token: str) -> str:
-    flat = " ".join(text.split())
-    if len(flat) > 200:
-        flat = flat[:200] + "..."
-    return redact(flat, (token,))
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

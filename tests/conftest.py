@@ -7,8 +7,9 @@ served on 127.0.0.1 with port 0; nothing is mocked.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,26 @@ pytest_plugins = ["sphinx.testing.fixtures"]
 SECRET_TOKEN = "se-test-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0-DO-NOT-LEAK"
 TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def make_app(make_app: Callable[..., Any]) -> Callable[..., Any]:
+    """``sphinx.testing``'s ``make_app``, with the same app attributes on every Sphinx we support.
+
+    ``SphinxTestApp.status`` / ``.warning`` (the captured streams) exist from Sphinx 7.3;
+    on 7.2 they are ``_status`` / ``_warning``.
+    """
+    from sphinx.testing.util import SphinxTestApp
+
+    if hasattr(SphinxTestApp, "warning"):
+        return make_app
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        app = make_app(*args, **kwargs)
+        app.status, app.warning = app._status, app._warning
+        return app
+
+    return make
 
 
 @pytest.fixture

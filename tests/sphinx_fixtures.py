@@ -18,6 +18,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import sphinx
+
 ROOTS = Path(__file__).resolve().parent / "roots"
 LOADER_TAG = '<script id="sphere-docs-loader">'
 BODY_THEN_LOADER = re.compile(r"<body\b[^>]*>" + re.escape(LOADER_TAG))
@@ -40,12 +42,29 @@ def overrides(emulator: Any = None, **extra: Any) -> dict[str, Any]:
     return values
 
 
+#: ``-W`` stops the build at the first warning before Sphinx 8.1 (8.1 made it finish the
+#: build, report every warning, then fail, as ``-W --keep-going`` did before).
+W_STOPS_AT_FIRST = sphinx.version_info < (8, 1)
+
+
 def build(make_app: Callable[..., Any], srcdir: Path, buildername: str = "html",
           emulator: Any = None, *, parallel: int = 0, freshenv: bool = False,
           warningiserror: bool = False, **extra: Any) -> Any:
-    """A real Sphinx build of ``srcdir``; returns the (built) SphinxTestApp."""
+    """A real Sphinx build of ``srcdir``; returns the (built) SphinxTestApp.
+
+    ``warningiserror`` is ``sphinx-build -W`` as Sphinx 8.1+ has it on every version:
+    the whole build runs, every warning is in ``app.warning``, and ``statuscode`` is 1
+    if there was any. Before 8.1 that is ``-W --keep-going`` (and ``SphinxTestApp``
+    only takes ``warningiserror`` from 7.3), so there the app is made without it and
+    set to keep going, which counts every warning and fails the build at the end.
+    """
+    kwargs: dict[str, Any] = {}
+    if warningiserror and not W_STOPS_AT_FIRST:
+        kwargs["warningiserror"] = True
     app = make_app(buildername, srcdir=srcdir, confoverrides=overrides(emulator, **extra),
-                   parallel=parallel, freshenv=freshenv, warningiserror=warningiserror)
+                   parallel=parallel, freshenv=freshenv, **kwargs)
+    if warningiserror and W_STOPS_AT_FIRST:
+        app.keep_going = True  # Sphinx 7: with this, build() sets statuscode 1 on any warning
     try:
         app.build()
     finally:

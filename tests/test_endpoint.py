@@ -674,3 +674,49 @@ def test_gunicorn_with_the_sample_config(emulator: Any, access_token: str) -> No
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     assert_no_leak(["".join(output)])
+
+
+# ------------------------------------------------------------------ JSON it cannot decode
+
+TOO_DEEP = "The request body is nested too deeply."
+NOT_AN_OBJECT = "The request body must be a JSON object."
+
+
+def _malformed(answer: requests.Response, *messages: str) -> None:
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["code"] == "malformed_json" and body["message"] in messages, body
+
+
+@pytest.mark.parametrize("depth", [1000, 5000, 100_000])
+@pytest.mark.parametrize("shape", ["[", '{"a":'])
+def test_deeply_nested_json_is_malformed_json_not_a_crash(endpoint_factory: Any, emulator: Any,
+                                                          caplog: pytest.LogCaptureFixture,
+                                                          depth: int, shape: str) -> None:
+    """JSON nested deeper than the parser goes is a 400 ``malformed_json``, and nothing is logged
+    as an error (how deep the parser goes depends on the Python version: past it, "too deeply")."""
+    endpoint = endpoint_factory(max_body=1 << 20)
+    close = "]" if shape == "[" else "}"
+    body = (shape * depth + "1" + close * depth).encode()
+    answer = endpoint.request("POST", data=body, headers={"Content-Type": "application/json"})
+    if depth > 1000:
+        _malformed(answer, TOO_DEEP)
+    else:
+        _malformed(answer, TOO_DEEP, NOT_AN_OBJECT)
+    assert "RecursionError" not in caplog.text and "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert emulator.count("POST /workspaces") == 0
+    # nested, but within what the parser handles: still a 400, never a 500
+    shallow = ("[" * 50 + "1" + "]" * 50).encode()
+    _malformed(endpoint.request("POST", data=shallow, headers={"Content-Type": "application/json"}),
+               NOT_AN_OBJECT)
+    nested_field = json.dumps({**reader(), "page": json.loads("[" * 50 + "]" * 50)})
+    error(endpoint.request("POST", data=nested_field, headers={"Content-Type": "application/json"}),
+          400, "invalid_field", "page: expected a page path of 1 to 512 characters.")
+
+
+def test_the_issues_1000_deep_array_within_the_default_body_limit(endpoint: Endpoint) -> None:
+    """The issue's case with the default ``max_body`` (4096 B): 2000 bytes, 1000 deep."""
+    body = b"[" * 1000 + b"]" * 1000
+    answer = endpoint.request("POST", data=body, headers={"Content-Type": "application/json"})
+    _malformed(answer, TOO_DEEP, NOT_AN_OBJECT)

@@ -87,6 +87,23 @@ server that got the request but answered too late), ``"malformed"`` (200 with
 a truncated JSON body; the request is not processed) or ``"ok"``/``None``.
 When the sequence is used up, ``rate`` (0-1) injects ``status`` at random.
 ``latency`` + uniform ``[0, jitter]`` seconds delay every matching request.
+
+A fault may also be a *token echo*, as a misbehaving server or proxy that quotes
+the request back: a mapping ``{"echo": ENCODING, "offset": N, "size": N,
+"status": N, "format": F}`` (all but ``echo`` optional; as a ``sequence`` item or
+as ``status``).  The access token the request carried, encoded as ENCODING (one
+of :data:`ECHO_ENCODINGS`: ``raw``, ``percent``, ``percent-lower``, ``form``,
+``percent-twice``, ``json``, ``json-unicode``, ``html``, ``base64``,
+``base64url``), is put ``offset`` characters into ``size`` characters of filler
+text (the body is longer when the encoded token does not fit), and answered with
+``status`` (default 500; the request is not processed) as ``format``: ``text``
+(text/plain), ``json`` (the error envelope, the text as its ``message``),
+``html`` (the text in a ``<pre>`` of an HTML page) or ``reason`` (an empty body,
+the text as the status line's reason phrase).
+
+A request body that cannot be decoded — not JSON, not UTF-8, or nested deeper
+than the parser goes — is answered 400/10 like any other invalid data, and an
+unexpected failure of the emulator itself 500/90, always in the error envelope.
 """
 
 from __future__ import annotations
@@ -182,6 +199,40 @@ OTHER_ROUTES: dict[str, tuple[str, str, str]] = {
 }
 UNCOUNTED = {"stats", "reset", "get_faults", "post_faults"}
 FAULT_KINDS = ("reset", "hang", "malformed", "ok")
+ECHO_ENCODINGS = ("raw", "percent", "percent-lower", "form", "percent-twice", "json",
+                  "json-unicode", "html", "base64", "base64url")
+ECHO_FORMATS = ("text", "json", "html", "reason")
+_ECHO_FIELDS = {"echo", "offset", "size", "status", "format"}
+#: the filler an echoed token is put into (whitespace runs on purpose: clients flatten them)
+_ECHO_FILLER = "upstream request failed;  the gateway\n\tsaid: service unavailable, retry later. "
+
+
+def encode_token(token: str, encoding: str) -> str:
+    """``token`` as a server would echo it in ``encoding`` (one of :data:`ECHO_ENCODINGS`)."""
+    from urllib.parse import quote, quote_plus
+
+    special = [c for c in token if not c.isalnum()]
+    if encoding == "raw":
+        return token
+    if encoding == "percent":
+        return quote(token, safe="")
+    if encoding == "percent-lower":
+        return "".join(f"%{b:02x}" if chr(b) in special or b > 127 else chr(b) for b in token.encode())
+    if encoding == "form":
+        return quote_plus(token, safe="")
+    if encoding == "percent-twice":
+        return quote(quote(token, safe=""), safe="")
+    if encoding == "json":
+        return json.dumps(token)[1:-1].replace("/", "\\/")
+    if encoding == "json-unicode":
+        return "".join(f"\\u{ord(c):04x}" if c in special else c for c in token)
+    if encoding == "html":
+        return "".join(f"&#{ord(c)};" if c in special else c for c in token)
+    if encoding == "base64":
+        return base64.b64encode(token.encode()).decode()
+    if encoding == "base64url":
+        return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+    raise ValueError(f"unknown echo encoding {encoding!r}; valid: {list(ECHO_ENCODINGS)}")
 
 
 class ManualClock:
@@ -207,9 +258,9 @@ class FaultPlan:
 
     latency: float = 0.0
     jitter: float = 0.0
-    sequence: tuple[int | str | None, ...] = ()
+    sequence: tuple[int | str | Mapping[str, Any] | None, ...] = ()
     rate: float = 0.0
-    status: int | str = 503
+    status: int | str | Mapping[str, Any] = 503
     retry_after: int = 1
     hang: float = MAX_HANG
     routes: tuple[str, ...] = ()
@@ -253,14 +304,35 @@ class FaultPlan:
 
 
 def _check_fault_item(item: object) -> None:
+    if isinstance(item, Mapping):
+        _check_echo(item)
+        return
     if item is None or item in FAULT_KINDS:
         return
     if isinstance(item, int) and not isinstance(item, bool) and (item == 200 or 400 <= item <= 599):
         return
     raise ValueError(
         f"invalid fault {item!r}: expected an HTTP status 400-599 (e.g. 500, 502, 503, 429), "
-        f"one of {list(FAULT_KINDS)} or null"
+        f"one of {list(FAULT_KINDS)}, a token echo {{\"echo\": encoding, ...}} or null"
     )
+
+
+def _check_echo(item: Mapping[str, Any]) -> None:
+    unknown = sorted(set(item) - _ECHO_FIELDS)
+    if unknown or "echo" not in item:
+        raise ValueError(f"invalid token echo {dict(item)!r}: expected the keys {sorted(_ECHO_FIELDS)} "
+                         "with 'echo' required")
+    if item["echo"] not in ECHO_ENCODINGS:
+        raise ValueError(f"unknown echo encoding {item['echo']!r}; valid: {list(ECHO_ENCODINGS)}")
+    if item.get("format", "text") not in ECHO_FORMATS:
+        raise ValueError(f"unknown echo format {item['format']!r}; valid: {list(ECHO_FORMATS)}")
+    for key in ("offset", "size"):
+        value = item.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+            raise ValueError(f"echo {key} must be a whole number from 0 to 1000000, not {value!r}")
+    status = item.get("status", 500)
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise ValueError(f"echo status must be an HTTP status from 200 to 599, not {status!r}")
 
 
 class ApiError(Exception):
@@ -398,6 +470,18 @@ def _resource(name: str) -> str:
             .joinpath(name).read_text(encoding="utf-8"))
 
 
+_UNDECODABLE: Any = object()
+
+
+def _loads(raw: bytes) -> Any:
+    """``raw`` as JSON, or :data:`_UNDECODABLE` (bad JSON, not UTF-8, or too deeply nested)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: ``[[[[...]]]]`` a thousand deep exhausts the parser's stack
+        return _UNDECODABLE
+
+
 class _Reset(ConnectionResetError):
     """Raised to drop the connection without a response (an emulated reset)."""
 
@@ -442,7 +526,7 @@ class EmulatorApp:
         self._injected: Counter[str] = Counter()
         self._rng = random.Random()
         self._faults = FaultPlan()
-        self._sequence: list[int | str | None] = []
+        self._sequence: list[int | str | Mapping[str, Any] | None] = []
         plan = faults if isinstance(faults, FaultPlan) else FaultPlan.build(**dict(faults or {}))
         if latency or jitter:
             plan = replace(plan, latency=latency or plan.latency, jitter=jitter or plan.jitter)
@@ -542,26 +626,34 @@ class EmulatorApp:
                                         mimetype="application/json")
                     self._record(label, 200)
                     return self._cors(response)
+                if isinstance(fault, Mapping):
+                    response = self._echo(request, fault)
+                    self._record(label, response.status_code)
+                    return self._cors(response)
                 if isinstance(fault, int):
                     raise self._fault_error(fault)
                 self._authenticate(request)
             response = getattr(self, f"_ep_{endpoint}")(request, **args)
         except ApiError as err:
             response = self._error(err)
+        except _Reset:
+            raise
+        except Exception:  # a bug of the emulator: still the API's error envelope, not a crash page
+            response = self._error(ApiError(500, ERR_SERVER, "server error"))
         if counted:
             self._record(label, response.status_code)
         return self._cors(response)
 
     # ------------------------------------------------------------------ faults
 
-    def _before_api(self, label: str) -> int | str | None:
+    def _before_api(self, label: str) -> int | str | Mapping[str, Any] | None:
         """Apply latency and pick this request's fault (None = behave)."""
         with self._lock:
             plan = self._faults
             if plan.routes and label not in plan.routes:
                 return None
             delay = plan.latency + (self._rng.uniform(0, plan.jitter) if plan.jitter else 0.0)
-            fault: int | str | None = None
+            fault: int | str | Mapping[str, Any] | None = None
             if self._sequence:
                 fault = self._sequence.pop(0)
             elif plan.rate and self._rng.random() < plan.rate:
@@ -569,7 +661,7 @@ class EmulatorApp:
             if fault in ("ok", 200):
                 fault = None
             if fault is not None:
-                self._injected[str(fault)] += 1
+                self._injected["echo" if isinstance(fault, Mapping) else str(fault)] += 1
             hang = plan.hang
         if delay:
             self._closing.wait(delay)
@@ -577,6 +669,28 @@ class EmulatorApp:
             self._closing.wait(hang)
             return None
         return fault
+
+    def _echo(self, request: Request, fault: Mapping[str, Any]) -> Response:
+        """An answer quoting the request's access token (see the module docstring)."""
+        token = request.args.get("access_token", "")
+        auth = request.headers.get("Authorization", "")
+        if not token and auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        echoed = encode_token(token, str(fault["echo"])) if token else ""
+        size, status = int(fault.get("size", 200)), int(fault.get("status", 500))
+        filler = (_ECHO_FILLER * (size // len(_ECHO_FILLER) + 1))[:max(0, size - len(echoed))]
+        offset = min(int(fault.get("offset", 0)), len(filler))
+        text = filler[:offset] + echoed + filler[offset:]
+        kind = fault.get("format", "text")
+        if kind == "json":
+            return self._json({"error_code": ERR_SERVER, "message": text}, status)
+        if kind == "html":
+            page = f"<html><head><title>Error</title></head><body><pre>{text}</pre></body></html>"
+            return Response(page, status, mimetype="text/html")
+        if kind == "reason":
+            reason = " ".join(text.split()).encode("latin-1", "replace").decode("latin-1")
+            return Response(b"", f"{status} {reason}")
+        return Response(text, status, mimetype="text/plain")
 
     def _fault_error(self, status: int) -> ApiError:
         if status == 429:
@@ -700,10 +814,9 @@ class EmulatorApp:
             raw = request.get_data(cache=True)
             if not raw.strip():
                 return {}
-            try:
-                data = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(400, ERR_INVALID, "invalid request data: malformed JSON body") from None
+            data = _loads(raw)
+            if data is _UNDECODABLE:
+                raise ApiError(400, ERR_INVALID, "invalid request data: malformed JSON body")
             if not isinstance(data, dict):
                 raise ApiError(400, ERR_INVALID, "invalid request data: JSON body must be an object")
             return data
@@ -892,7 +1005,7 @@ class EmulatorApp:
 
     def _ep_reset(self, request: Request) -> Response:
         """Forget counts; with ``?workspaces=1`` (or JSON ``{"workspaces": true}``) also workspaces."""
-        data = request.get_json(silent=True) if request.is_json else None
+        data = _loads(request.get_data(cache=True)) if request.is_json else None
         drop = request.args.get("workspaces", "") in _TRUE or (
             isinstance(data, dict) and data.get("workspaces") is True)
         with self._lock:
@@ -905,8 +1018,8 @@ class EmulatorApp:
         return self._json(self._faults.as_dict())
 
     def _ep_post_faults(self, request: Request) -> Response:
-        data = request.get_json(silent=True) if request.is_json else None
-        if data is None and not request.get_data().strip():
+        data = _loads(request.get_data(cache=True)) if request.is_json else None
+        if data in (None, _UNDECODABLE) and not request.get_data().strip():
             data = {}
         if not isinstance(data, dict):
             raise ApiError(400, ERR_INVALID, "faults must be a JSON object")

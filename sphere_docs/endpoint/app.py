@@ -11,7 +11,7 @@ Every answer is JSON with ``Cache-Control: no-store``; every error is
 ``retry_after`` on 429).  Error codes and statuses:
 
 =====  =========================  ================================================
-400    ``malformed_json``         body is not a JSON object
+400    ``malformed_json``         body is not a JSON object (or not JSON, not UTF-8, nested too deeply)
 400    ``invalid_field``          a field is missing or malformed (``field`` names it)
 403    ``origin_not_allowed``     no ``Origin`` header or not an allowed origin
 403    ``project_not_allowed``    the project is not served here
@@ -293,6 +293,8 @@ class EndpointApp:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise Problem(400, "malformed_json", "The request body is not valid JSON.") from None
+        except RecursionError:  # e.g. [[[[...]]]] a thousand deep: the parser ran out of stack
+            raise Problem(400, "malformed_json", "The request body is nested too deeply.") from None
         if not isinstance(data, dict):
             raise Problem(400, "malformed_json", "The request body must be a JSON object.")
 

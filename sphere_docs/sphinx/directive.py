@@ -11,6 +11,7 @@ from sphinx.util.logging import is_suppressed_warning
 from sphinx.util.docutils import SphinxDirective
 
 from .. import html
+from ..messages import unclosed_fence
 from ..options import OPTIONS, OptionError, parse_options
 from .envdata import env_data, page_path
 from .nodes import sphere_workspace
@@ -48,6 +49,9 @@ class SphereWorkspaceDirective(SphinxDirective):
         docname = self.env.docname
         data = env_data(self.env)
         page = page_path(self.env, docname)
+        fence = self._unclosed_fence()
+        if fence:
+            return [self._mistake(unclosed_fence(fence), "fence")]
         try:
             spec = parse_options(
                 self.arguments[0] if self.arguments else None,
@@ -57,7 +61,7 @@ class SphereWorkspaceDirective(SphinxDirective):
             )
             spec = data.namer(docname, page).name(spec, self.lineno)
         except OptionError as err:
-            return [self._mistake(err)]
+            return [self._mistake(err.describe(), mistake_subtype(err))]
         if spec.mode == "lazy" and not self.config.sphere_lazy_endpoint:
             # Rendered as an "unavailable" box; the site setting is what is missing.
             logger.warning(
@@ -73,15 +77,44 @@ class SphereWorkspaceDirective(SphinxDirective):
             self.state.nested_parse(self.content, self.content_offset, node)
         return [node]
 
-    def _mistake(self, err: OptionError) -> nodes.Node:
+    def _mistake(self, sentence: str, subtype: str) -> nodes.Node:
         """An author's mistake: an error, as in every engine (the build fails at its end,
         see ``extension.fail_on_embed_errors``), and a box where the embed would have been."""
         docname = self.env.docname
-        subtype = mistake_subtype(err)
-        logger.error(err.describe(), location=(docname, self.lineno), type="sphere", subtype=subtype)
+        logger.error(sentence, location=(docname, self.lineno), type="sphere", subtype=subtype)
         if not is_suppressed_warning("sphere", subtype, self.config.suppress_warnings):
-            env_data(self.env).record_error(docname, self.lineno, err.describe())
-        return nodes.raw("", html.error_box(err.describe()), format="html")
+            env_data(self.env).record_error(docname, self.lineno, sentence)
+        return nodes.raw("", html.error_box(sentence), format="html")
+
+    def _unclosed_fence(self) -> str | None:
+        """MyST: the opening fence when nothing below it can close it, else ``None``.
+
+        markdown-it (CommonMark) lets an unclosed fence run to the end of its
+        container, so MyST would take the rest of the page as the caption where
+        Python-Markdown reports an error.  The source is read again here, and the
+        test is deliberately loose (any later line of only that fence character,
+        at least as long, whatever its prefix): it never calls a closed fence
+        unclosed.
+        """
+        source, line = self.get_source_info()
+        if not (source and line and str(source).endswith((".md", ".markdown"))):
+            return None
+        try:
+            with open(source, encoding="utf-8-sig") as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not 0 < line <= len(lines):
+            return None
+        opening = lines[line - 1].lstrip(" \t>")
+        fence = opening[: len(opening) - len(opening.lstrip(opening[:1]))] if opening[:1] in "`~:" else ""
+        if len(fence) < 3:
+            return None
+        for row in lines[line:]:
+            bare = row.strip(" \t>").rstrip()
+            if len(bare) >= len(fence) and bare == fence[0] * len(bare):
+                return None
+        return fence
 
 
 def mistake_subtype(err: OptionError) -> str:
