@@ -445,17 +445,25 @@ def _report_projects(report: _Report, client: Any, found: CheckResult) -> None:
 
 def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None:
     from .client import NotFoundError, SphereEngineError
-    from .provision import Ledger
+    from .provision import Ledger, LedgerError
 
     ledger = Ledger(settings.cache_dir)
     where = _show(ledger.path)
-    if not ledger.path.exists():
+    try:
+        data = ledger.read()
+        missing = not data["entries"] and not data["intents"] and not ledger.path.exists()
+    except LedgerError as err:
+        report.problem(f"the ledger {where} {err.problem}", err.fix)
+        return
+    except OSError as exc:  # the cache folder itself cannot be looked into
+        report.problem(f"the ledger {where} cannot be read: {exc.strerror or exc}",
+                       f"let the user who builds read {_show(ledger.dir)}")
+        return
+    if missing:
         report.line(f"ledger: {where}: no workspaces yet (the first build creates it)")
         return
-    data = ledger.read()
     api = settings.api.api_base
-    entries = {k: e for k, e in data["entries"].items()
-               if isinstance(e, Mapping) and Ledger.entry_api_base(k, e) == api}
+    entries = {k: e for k, e in data["entries"].items() if Ledger.entry_api_base(k, e) == api}
     elsewhere = len(data["entries"]) - len(entries)
     used = Ledger.used_keys(data)
     unused = sum(1 for k in entries if k not in used)
@@ -463,6 +471,7 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     if client is None or not entries:
         report.line(f"ledger: {where}: {plural(len(entries), 'workspace')}"
                     f"{' (not checked)' if entries else ''}{tail}")
+        _report_intents(report, data, api, client)
         return
 
     def state(entry: Mapping[str, Any]) -> tuple[bool | None, str]:
@@ -488,3 +497,50 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
         report.line("    the next build replaces dead workspaces")
     if unused:
         report.line(f"    {unused} not used by the last build: `sphere-docs prune` removes them")
+    _report_intents(report, data, api, client)
+
+
+def _report_intents(report: _Report, data: Mapping[str, Any], api: str, client: Any) -> None:
+    """Creates that an interrupted build left without an answer: each may have made a workspace."""
+    from .client import SphereEngineError
+    from .provision import describe_intent, intent_in_flight, match_intents
+
+    intents = data["intents"]
+    if not intents:
+        return
+    running = {iid for iid, i in intents.items() if intent_in_flight(iid, i)}
+    found: dict[str, str] = {}
+    ours = {iid: i for iid, i in intents.items() if i["endpoint"] == api}
+    if client is not None and ours:
+        try:
+            listed = {p: list(client.iter_workspaces(project_id=p))
+                      for p in sorted({i["project_id"] for i in ours.values()})}
+        except SphereEngineError as exc:
+            found = {iid: f"not looked for: GET /workspaces failed ({exc.reason})" for iid in ours}
+        else:
+            matches = match_intents(ours, listed, data["entries"])
+            for iid, ws in matches.adopt.items():
+                found[iid] = f"the API lists workspace {ws.id} (created {ws.created_at}): the next build adopts it"
+            for iid, candidates in matches.ambiguous.items():
+                found[iid] = ("the API lists more workspaces it could have made than there were creates: "
+                              + ", ".join(ws.id for ws in candidates) + " (not adopted: check them in the panel)")
+            for iid in matches.gone:
+                found[iid] = "it made a workspace that is removed already: the next build forgets it"
+            for iid in matches.nothing:
+                found[iid] = "the API lists no workspace it made: the next build forgets it"
+    details = []
+    for iid, intent in sorted(intents.items(), key=lambda item: str(item[1].get("started_at"))):
+        line = describe_intent(intent)
+        if iid in running:
+            line += "; a build running now may still record it"
+        elif iid in found:
+            line += f"; {found[iid]}"
+        elif intent["endpoint"] != api:
+            line += f"; endpoint {intent['endpoint']}"
+        details.append(line)
+    report.problem(
+        f"{plural(len(intents), 'create')} of interrupted builds may have made workspaces the ledger "
+        "does not list",
+        "build again: the build adopts each such workspace the API lists (and forgets a create that "
+        "made none); or find them in the client panel (project and time above) and remove them",
+        details=tuple(details[:20]) + ((f"... and {len(details) - 20} more",) if len(details) > 20 else ()))

@@ -19,8 +19,9 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: i
     ``mode`` is the permission bits of the result; by default an existing file keeps
     its own (``mkstemp`` would leave 0600), and a new one gets 0644.  ``durable``
     also flushes the data to disk before the rename, so the new file survives a
-    power cut: worth its cost for the ledger (it records workspaces that exist
-    remotely), not for build outputs that the next build writes again.
+    power cut (the file, then its folder entry): worth its cost for the ledger (it
+    records workspaces that exist remotely), not for build outputs that the next
+    build writes again.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode is None:
@@ -37,6 +38,22 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: i
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename above) to disk, where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not supported for folders here (e.g. Windows): the file itself was flushed
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: Path, data: Any, *, mode: int | None = None, durable: bool = False,

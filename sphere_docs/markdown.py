@@ -70,6 +70,7 @@ from markdown.util import AtomicString, code_escape
 
 from . import html
 from .errors import SettingsError, SphereDocsError
+from .messages import unclosed_fence
 from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SETTINGS, SiteSettings
@@ -370,11 +371,7 @@ class _DirectivePreprocessor(Preprocessor):
         directive = _Directive(number, line_no, prefix, cont, lines[start:end])
         doc.directives[number] = directive
         if not closed:
-            directive.error = DirectiveError(
-                f"{DIRECTIVE}: the fence opened here is never closed; "
-                f"expected a closing {fence} line at the same indentation",
-                page=doc.page or None, line=line_no,
-            )
+            directive.error = DirectiveError(unclosed_fence(fence), page=doc.page or None, line=line_no)
         else:
             try:
                 self._parse(doc, directive, arg, body)

@@ -277,7 +277,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         build_embeds = [(src, e) for src, embeds in self.embeds.items() for e in embeds if e.marker is not None]
         if not build_embeds:
             return {}  # a lazy-only site never loads the API client
-        from .provision import EmbedRequest, Provisioner, ProvisionError
+        from .provision import EmbedRequest, LedgerError, Provisioner, ProvisionError
 
         requests = [EmbedRequest(page=src, spec=e.spec, line=e.line) for src, e in build_embeds]
         try:
@@ -289,7 +289,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             log.info("sphere-workspaces: %d build-mode embed(s) resolved in %.2fs",
                      len(requests), time.perf_counter() - started)
             return resolved
-        except (SettingsError, ProvisionError) as err:
+        except (SettingsError, ProvisionError, LedgerError) as err:  # messages that say "sphere-workspaces:"
             raise self._fail(str(err)) from None
         except SphereDocsError as err:
             raise self._fail(f"sphere-workspaces: {err}") from None

@@ -135,7 +135,7 @@ def legacy_adoptions(
             and (m := pattern.fullmatch(key[len(stem):]))
         )
         new_keys.sort(key=lambda k: _ordinal_of(missing[k][1].name or ""))
-        for new_key, (_, old_key) in zip(new_keys, old):
+        for new_key, (_, old_key) in zip(new_keys, old, strict=False):
             adopted[new_key] = old_key
     return adopted
 

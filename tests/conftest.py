@@ -24,19 +24,28 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 @pytest.fixture
 def make_app(make_app: Callable[..., Any]) -> Callable[..., Any]:
-    """``sphinx.testing``'s ``make_app``, with the same app attributes on every Sphinx we support.
+    """``sphinx.testing``'s ``make_app``, alike on every Sphinx we support.
 
-    ``SphinxTestApp.status`` / ``.warning`` (the captured streams) exist from Sphinx 7.3;
-    on 7.2 they are ``_status`` / ``_warning``.
+    * ``app.status`` / ``app.warning`` (the captured streams) exist from Sphinx 7.3;
+      on 7.2 they are ``_status`` / ``_warning``, so they are given both names.
+    * ``app.cleanup()`` runs at most once per app. ``build()`` cleans up right after
+      building and the fixture cleans up every app again at teardown; on Sphinx 7.2 a
+      second cleanup restores a registry dict that later apps registered into, so the
+      next test's apps would warn "directive ... is already registered".
     """
-    from sphinx.testing.util import SphinxTestApp
-
-    if hasattr(SphinxTestApp, "warning"):
-        return make_app
 
     def make(*args: Any, **kwargs: Any) -> Any:
         app = make_app(*args, **kwargs)
-        app.status, app.warning = app._status, app._warning
+        if not hasattr(app, "warning"):
+            app.status, app.warning = app._status, app._warning
+        cleanup, done = app.cleanup, []
+
+        def cleanup_once(*a: Any, **kw: Any) -> None:
+            if not done:
+                done.append(True)
+                cleanup(*a, **kw)
+
+        app.cleanup = cleanup_once
         return app
 
     return make

@@ -720,3 +720,21 @@ def test_the_issues_1000_deep_array_within_the_default_body_limit(endpoint: Endp
     body = b"[" * 1000 + b"]" * 1000
     answer = endpoint.request("POST", data=body, headers={"Content-Type": "application/json"})
     _malformed(answer, TOO_DEEP, NOT_AN_OBJECT)
+
+
+def test_the_emulator_answers_undecodable_json_with_the_api_error_envelope(emulator: Any,
+                                                                           access_token: str) -> None:
+    """The emulator's JSON bodies (create, faults, reset): 400 / error_code 10, never a crash page."""
+    headers = {"Content-Type": "application/json"}
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path, params in (("/api/v1/workspaces", {"access_token": access_token}),
+                         ("/_emulator/faults", {}), ("/_emulator/reset", {})):
+        for body in (deep, b'{"project_id": ' + b"[" * 5000, b"\xff\xfe", b"{"):
+            answer = requests.post(emulator.url + path, params=params, data=body, headers=headers, timeout=30)
+            if path == "/_emulator/reset":  # reset ignores a body it cannot read
+                assert answer.status_code == 200, answer.text
+                continue
+            assert answer.status_code == 400, (path, body[:20], answer.text[:200])
+            assert answer.headers["Content-Type"] == "application/json"
+            assert answer.json()["error_code"] == 10
+    assert emulator.stats()["workspaces"]["total"] == 0

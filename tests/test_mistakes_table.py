@@ -163,7 +163,7 @@ def verdict(engine: str, mistake: str, tmp_path: Path, make_app: Any,
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_the_same_mistake_reads_the_same_everywhere(mistake: str, engine: str, tmp_path: Path, make_app: Any,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    md_page, rst_page, line, sentence, _ = MISTAKES[mistake]
+    _md_page, rst_page, line, sentence, _ = MISTAKES[mistake]
     if engine == "sphinx-rst" and rst_page is None:
         pytest.skip("reStructuredText has no fences")
     severity, located = verdict(engine, mistake, tmp_path, make_app, caplog)

@@ -29,6 +29,7 @@ from sphere_docs.provision import (
     LEDGER_NAME,
     EmbedRequest,
     Ledger,
+    LedgerError,
     Provisioner,
     ProvisionError,
     Resolution,
@@ -146,9 +147,18 @@ def test_display_changes_reuse_and_a_creation_change_creates_one(emulator, tmp_p
     with Provisioner(settings) as prov:
         third = prov.resolve(changed)
     assert emulator.count("POST /workspaces") == 4
-    assert third[PAGES[0].key].created
-    assert third[PAGES[0].key].workspace_id != before[PAGES[0].key].workspace_id
-    assert emulator.app.workspace(third[PAGES[0].key].workspace_id)["inactivity_timeout"] == 30
+    assert third[changed[0].key].created
+    assert third[changed[0].key].workspace_id != before[PAGES[0].key].workspace_id
+    assert emulator.app.workspace(third[changed[0].key].workspace_id)["inactivity_timeout"] == 30
+    # the same with an author's name, which stays: still exactly one new workspace
+    named = [EmbedRequest("index.md", changed[0].spec.with_name("mine"), 3), *PAGES[1:]]
+    with Provisioner(settings) as prov:
+        prov.resolve(named)
+    renamed = [EmbedRequest("index.md", embed("index.md", 0, inactivity_timeout="45").spec.with_name("mine"), 3),
+               *PAGES[1:]]
+    with Provisioner(settings) as prov:
+        fourth = prov.resolve(renamed)
+    assert emulator.count("POST /workspaces") == 6 and fourth[renamed[0].key].created
 
 
 def test_removed_workspace_is_recreated(emulator, tmp_path):
@@ -371,15 +381,21 @@ def test_ledger_is_never_half_written(emulator, tmp_path):
     assert all(len(e["workspace_id"]) == 32 for e in data["entries"].values())
 
 
-def test_a_corrupt_ledger_is_replaced_not_fatal(emulator, tmp_path, caplog):
+def test_a_corrupt_ledger_stops_the_build_and_is_kept(emulator, tmp_path, caplog):
+    """(Was: replaced with a fresh one, orphaning its workspaces.)  Now: a located error, nothing created."""
     settings = site(emulator.url, tmp_path)
     settings.cache_dir.mkdir(parents=True)
-    (settings.cache_dir / LEDGER_NAME).write_text('{"version": 1, "entries": {')
-    with Provisioner(settings) as prov:
-        result = prov.resolve(PAGES[:1])
-    assert result[PAGES[0].key].ok
-    assert "not a valid ledger" in caplog.text
-    assert len(ledger_of(settings)["entries"]) == 1
+    damaged = b'{"version": 1, "entries": {'
+    (settings.cache_dir / LEDGER_NAME).write_bytes(damaged)
+    with Provisioner(settings) as prov, pytest.raises(LedgerError) as info:
+        prov.resolve(PAGES[:1])
+    message = str(info.value)
+    assert message.startswith(f"sphere-workspaces: the ledger {settings.cache_dir / LEDGER_NAME} is damaged: "
+                              "line 1, column 28: ")
+    assert "move it aside to start a new ledger" in message
+    assert "the workspaces it lists stay on your account until you remove them" in message
+    assert emulator.count("POST /workspaces") == 0
+    assert (settings.cache_dir / LEDGER_NAME).read_bytes() == damaged
 
 
 # --------------------------------------------------------------------------- faults and on_error
@@ -564,7 +580,7 @@ def test_fail_stops_early(emulator, tmp_path):
 
 def test_two_embeds_with_one_name_warn(emulator, tmp_path, caplog):
     first = embed("index.md", 0, line=3)
-    clash = EmbedRequest("index.md", embed("index.md", 0, inactivity_timeout="5").spec, 9)
+    clash = EmbedRequest("index.md", embed("index.md", 0, inactivity_timeout="5").spec.with_name(first.spec.name), 9)
     with Provisioner(site(emulator.url, tmp_path)) as prov:
         result = prov.resolve([first, clash])
     assert "sphere-workspaces: index.md:9: two embeds named" in caplog.text

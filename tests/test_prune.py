@@ -73,7 +73,8 @@ def test_prune_removes_only_what_the_last_build_dropped(emulator, tmp_path, caps
 def test_changed_creation_options_leave_the_old_workspace_to_prune(emulator, tmp_path):
     cache = tmp_path / "cache"
     old = build(emulator.url, cache, [A])[A.key].workspace_id
-    new = build(emulator.url, cache, [embed("a.md", **{"inactivity-timeout": "30"})])[A.key].workspace_id
+    changed = embed("a.md", **{"inactivity-timeout": "30"})  # (a new default name too)
+    new = build(emulator.url, cache, [changed])[changed.key].workspace_id
     assert new != old
     result = prune(cache, client_factory=lambda base: ContainersClient(base, SECRET_TOKEN))
     assert [e["workspace_id"] for e in result.removed] == [old] and result.kept == 1

@@ -87,9 +87,10 @@ class SphereEnvData:
         for docname in docnames:
             if docname in other.embeds:
                 self.embeds[docname] = other.embeds[docname]
-            for mine, theirs in ((self.namers, other.namers), (self.errors, other.errors)):
-                if docname in theirs:
-                    mine[docname] = theirs[docname]  # type: ignore[index]
+            if docname in other.namers:
+                self.namers[docname] = other.namers[docname]
+            if docname in other.errors:
+                self.errors[docname] = other.errors[docname]
 
     # -- queries
 

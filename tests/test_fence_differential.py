@@ -1,0 +1,274 @@
+"""Differential property test: the extension's embeds are exactly the fences the renderer sees.
+
+The oracle is the renderer itself.  Each generated document is rendered twice:
+
+* **the probe**: every directive's opening info ``{sphere-workspace} <id>`` is
+  replaced by the language ``sphereprobe``.  With ``pymdownx.superfences`` a
+  custom fence ``sphereprobe`` renders ``<div data-probe="eN">`` (``eN`` from
+  the directive's ``:name: eN`` line, each directive has its own); with plain
+  ``fenced_code`` the probe is a ``<code class="language-sphereprobe">``
+  block.  HTML comments are cut out of the output (what they hide is not on
+  the page), and the probe names left are what the renderer treats as fences.
+* **ours**: the original text, through the same extensions plus
+  :class:`~sphere_docs.markdown.SphereWorkspaceExtension` in deferred lazy mode
+  (no API involved).  The names of the embeds ``finish_page`` returns, and
+  those of the lazy placeholders visible in the HTML, must both equal the
+  probe's set.
+
+A second property, *no silent drop*: a directive that is no embed and whose
+``:name:`` line is visible in our HTML as text (not inside ``<pre>``/``<code>``
+or a comment) must have been reported, as an error or a warning, at its line.
+
+Documents are built from fences (backticks or tildes, length 3 to 5, indented
+0 to 6, with or without an info string, sometimes closed at another
+indentation or length, sometimes never closed), lone fence lines, list items
+(2-, 3- or 4-space bodies), ``!!! note`` admonitions, block quotes, blank
+lines, prose, HTML comments and directive blocks, nested up to three levels.
+
+Restrictions, and why:
+
+* Directives never start on a list item's line (``- ```{sphere-workspace}``).
+  The extension accepts that form, superfences does not (its fences start
+  after ``>``/space/tab only), so the probe cannot be the oracle there.
+* With plain ``fenced_code``, directives are at column 0 only, outside
+  containers: fenced_code has no fence anywhere else, while the extension's
+  own fence nests in lists and admonitions in every mode (that is pinned by
+  ``tests/test_markdown.py``).  Other fences are generated anywhere.
+
+The bug this was written for (issue 11, item 1): ``closes_fence`` stripped the
+line, so an indented bare fence closed a column-0 one.  On that code the test
+fails within the first few hundred examples; the minimal document hypothesis
+reports is::
+
+    ```
+      ```
+    ```{sphere-workspace} eef024c1d14f46319517a65edafb5ee3
+    :name: e0
+    ```
+
+(superfences and fenced_code read one code block holding the directive; the
+old scanner closed the first fence at the indented line and made the
+directive live).
+
+Per run: ``EXAMPLES`` documents per engine, so ``2 * EXAMPLES`` documents
+compared (the count is printed and checked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import markdown
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
+from sphere_docs.settings import SiteSettings
+
+P = "eef024c1d14f46319517a65edafb5ee3"
+OPENING = "{sphere-workspace} " + P
+PROBE = "sphereprobe"
+#: documents per engine and run
+EXAMPLES = 1200
+
+_NAME_RE = re.compile(r":name: (e\d+)\b")
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+_CODE_RE = re.compile(r"<pre\b.*?</pre>|<code\b.*?</code>", re.DOTALL)
+_PROBE_DIV_RE = re.compile(r'data-probe="(e\d+)"')
+_PROBE_CODE_RE = re.compile(r'<code class="language-sphereprobe">:name: (e\d+)\b')
+_EMBED_RE = re.compile(r'<div class="sphere-workspace[^"]*"[^>]*\bdata-name="(e\d+)"')
+
+COUNTS: dict[str, int] = {}
+
+
+# --------------------------------------------------------------------------- documents
+
+PROSE = ["Some text.", "More *text* here.", "A `code` span.", "Text <!-- inline --> after."]
+INFOS = ["", "python", " md", "{.py}", 'python title="x"', "python foo bar"]
+
+
+def indent(lines: list[str], by: str) -> list[str]:
+    return [by + line if line else line for line in lines]
+
+
+def fence_string(draw: Callable[[Any], Any]) -> str:
+    return draw(st.sampled_from("`~")) * draw(st.integers(3, 5))
+
+
+def closing(draw: Callable[[Any], Any], fence: str, at: int) -> list[str]:
+    """Mostly the right closing line; sometimes another indentation, length, or none."""
+    kind = draw(st.sampled_from(["same"] * 5 + ["indent", "length", "none"]))
+    if kind == "none":
+        return []
+    if kind == "indent":
+        return [" " * draw(st.integers(0, 6)) + fence]
+    if kind == "length":
+        return [" " * at + fence[0] * draw(st.integers(3, 5))]
+    return [" " * at + fence + draw(st.sampled_from(["", "", "  "]))]
+
+
+@st.composite
+def blocks(draw: Callable[[Any], Any], engine: str, depth: int, column: int) -> list[str]:
+    out: list[str] = []
+    for _ in range(draw(st.integers(0 if depth else 1, 4 if depth else 7))):
+        out += draw(block(engine, depth, column))
+    return out
+
+
+@st.composite
+def block(draw: Callable[[Any], Any], engine: str, depth: int, column: int) -> list[str]:
+    kinds = ["prose", "blank", "fence line", "comment line"]
+    if engine == "superfences" or column == 0:
+        kinds += ["directive"] * 3
+    if depth < 3:
+        kinds += ["fence"] * 3 + ["list", "admonition", "quote", "comment"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "prose":
+        return [draw(st.sampled_from(PROSE))]
+    if kind == "blank":
+        return [""]
+    if kind == "comment line":
+        return ["<!-- a comment -->"]
+    if kind == "fence line":  # a lone fence line: an opener, or a closer at some indentation
+        return [" " * draw(st.integers(0, 6)) + fence_string(draw) + draw(st.sampled_from(["", "", "python"]))]
+    if kind == "directive":
+        at = 0 if engine == "fenced_code" else draw(st.integers(0, 6))
+        fence = fence_string(draw)
+        lines = [fence + OPENING, ":name: @"]
+        if draw(st.booleans()):
+            lines += draw(st.sampled_from([["Caption."], ["", "Caption *here*."]]))
+        return indent(lines, " " * at) + closing(draw, fence, at)
+    if kind == "fence":
+        at = draw(st.integers(0, 6))
+        fence = fence_string(draw)
+        info = draw(st.sampled_from(INFOS))
+        body = draw(blocks(engine, depth + 1, column + at))
+        return [" " * at + fence + info, *indent(body, " " * at)] + closing(draw, fence, at)
+    if kind == "list":
+        marker = draw(st.sampled_from(["- ", "* ", "1. "]))
+        width = draw(st.sampled_from([2, 3, 4]))
+        body = draw(blocks(engine, depth + 1, column + width))
+        return [marker + "Item text.", *indent(body, " " * width)]
+    if kind == "admonition":
+        return ["!!! note", *indent(draw(blocks(engine, depth + 1, column + 4)), "    ")]
+    if kind == "quote":
+        body = draw(blocks(engine, depth + 1, column + 2))
+        return [("> " + line) if line else ">" for line in body] or ["> Quoted."]
+    # a comment around blocks
+    return ["<!--", *draw(blocks(engine, depth + 1, column)), "-->"]
+
+
+def document(engine: str) -> st.SearchStrategy[str]:
+    def name(lines: list[str]) -> str:
+        counter = iter(range(10_000))
+        text = "\n".join(lines) + "\n"
+        return re.sub(":name: @", lambda _m: f":name: e{next(counter)}", text)
+
+    return blocks(engine, 0, 0).map(name)
+
+
+# --------------------------------------------------------------------------- the two renderings
+
+
+def _probe_format(src: str, language: str, class_name: str, options: Any, md: Any, **kwargs: Any) -> str:
+    m = _NAME_RE.match(src)
+    return f'<div class="sphereprobe" data-probe="{m.group(1) if m else "?"}"></div>'
+
+
+EXTENSIONS = {
+    "superfences": ["pymdownx.superfences", "admonition"],
+    "fenced_code": ["fenced_code", "admonition"],
+}
+PROBE_CONFIG = {"pymdownx.superfences": {"custom_fences": [{"name": PROBE, "class": PROBE, "format": _probe_format}]}}
+
+
+class Renderers:
+    """One probe Markdown and one Markdown with the extension per engine, reused (reset per document)."""
+
+    def __init__(self, engine: str):
+        self.engine = engine
+        configs = PROBE_CONFIG if engine == "superfences" else {}
+        self.probe = markdown.Markdown(extensions=EXTENSIONS[engine], extension_configs=configs)
+        self.ext = SphereWorkspaceExtension(
+            settings=SiteSettings(mode="lazy", lazy_endpoint="https://sphere-docs.invalid/lazy"), deferred=True)
+        self.ours = markdown.Markdown(extensions=[*EXTENSIONS[engine], self.ext])
+
+    def probe_names(self, text: str) -> list[str]:
+        self.probe.reset()
+        out = _COMMENT_RE.sub("", self.probe.convert(text.replace(OPENING, PROBE)))
+        found = _PROBE_DIV_RE if self.engine == "superfences" else _PROBE_CODE_RE
+        return sorted(found.findall(out))
+
+    def our_names(self, text: str) -> tuple[list[str], list[str], str, list[DirectiveError]]:
+        self.ours.reset()
+        self.ext.begin_page("page.md")
+        out = self.ours.convert(text)
+        reports: list[DirectiveError] = []
+        embeds, errors = self.ext.finish_page(reports)
+        reports += errors
+        visible = sorted(_EMBED_RE.findall(_COMMENT_RE.sub("", out)))
+        return sorted(str(e.spec.name) for e in embeds), visible, out, reports
+
+
+RENDERERS: dict[str, Renderers] = {}
+
+
+def renderers(engine: str) -> Renderers:
+    if engine not in RENDERERS:
+        RENDERERS[engine] = Renderers(engine)
+    return RENDERERS[engine]
+
+
+def directive_lines(text: str) -> dict[str, int]:
+    """name -> 1-based line of the directive's opening fence."""
+    lines = text.split("\n")
+    return {m.group(1): k for k, line in enumerate(lines, start=0)
+            if (m := _NAME_RE.search(line)) and k > 0 and OPENING in lines[k - 1]}
+
+
+def compare(engine: str, text: str) -> None:
+    COUNTS[engine] = COUNTS.get(engine, 0) + 1
+    r = renderers(engine)
+    expected = r.probe_names(text)
+    embeds, visible, out, reports = r.our_names(text)
+    assert embeds == expected, f"\n{text}\nprobe: {expected}\nours:  {embeds}\n{out}"
+    assert visible == expected, f"\n{text}\nprobe: {expected}\nvisible: {visible}\n{out}"
+    # no silent drop: directive text shown as text was reported at its line
+    shown = set(_NAME_RE.findall(_CODE_RE.sub("", _COMMENT_RE.sub("", out))))
+    reported = {e.line for e in reports}
+    for name, line in directive_lines(text).items():
+        if name in shown and name not in embeds:
+            assert line in reported, f"\n{text}\n{name} (line {line}) is shown as text, unreported\n{out}"
+
+
+# --------------------------------------------------------------------------- the properties
+
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@SETTINGS
+@given(document("superfences"))
+def test_embeds_are_the_fences_superfences_sees(text: str) -> None:
+    compare("superfences", text)
+
+
+@SETTINGS
+@given(document("fenced_code"))
+def test_embeds_are_the_fences_fenced_code_sees(text: str) -> None:
+    compare("fenced_code", text)
+
+
+def test_every_document_was_compared() -> None:
+    """The count of documents compared per run (the two properties above run first)."""
+    print(f"differential documents compared: {COUNTS}")
+    if set(COUNTS) == {"superfences", "fenced_code"}:
+        assert all(count >= EXAMPLES for count in COUNTS.values()), COUNTS
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    yield
