@@ -110,6 +110,7 @@ if TYPE_CHECKING:
     from .settings import SiteSettings
 
 __all__ = [
+    "RETRY_POLICY",
     "STATE_ERROR",
     "STATE_NAMES",
     "STATE_REMOVED",
@@ -123,7 +124,6 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "Project",
-    "RETRY_POLICY",
     "RateLimitedError",
     "ServerError",
     "SphereEngineError",

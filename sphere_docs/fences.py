@@ -43,6 +43,12 @@ then no fence, and the lines after it are scanned as usual), and one that is
 indented is cut *before* the line that ends it, so that fenced_code sees that
 line exactly as it would have.
 
+Under ``FENCED_CODE`` and ``NO_FENCES``, a fence the engine does not read but
+superfences would (an indented one; any one) still holds what the author put in
+it: a directive inside is no directive (``"unfenced"``), as in a code example
+that the engine happens to show as text.  Column-0 lines end such a fence
+(an indented one), so fenced_code's own fences are found as it finds them.
+
 Replacing each directive's lines (:class:`Block` ``start`` to ``end``) with
 one line that is no fence line, at the same prefix, leaves every other
 fence exactly where the engine finds it: that is what the extension does, and
@@ -139,7 +145,16 @@ class Block:
       ``end`` is past the last line it consumed, ``body`` its lines without the prefix.
     * ``"swallowed"``: a directive opening line inside a fence that was never closed
       (``opener`` is that fence's block): the engine shows it as text.
+    * ``"unfenced"``: a directive opening line inside a fence the engine does not read
+      (``FENCED_CODE``: an indented one; ``NO_FENCES``: any), which superfences would:
+      not a directive, shown as text (``opener`` is that fence's block).
     * ``"colon"``: a ``:::`` colon fence naming the directive, outside code.
+    * ``"verbatim"``: under superfences, a line inside what an unclosed directive
+      consumed that would open a fence once the directive's opening line is gone;
+      to be kept from doing so (the engine shows it as text).
+
+    An unclosed directive's block is its opening line only: the engine leaves the
+    lines of a fence it drops as they are.
     """
 
     __slots__ = ("body", "closed", "cont", "end", "fence", "info", "kind", "opener", "prefix", "start")
@@ -317,9 +332,20 @@ def scan(
     header_ok = header_ok or superfences_header_ok
     fenced_header_ok = fenced_header_ok or fenced_code_header_ok
     blocks: list[Block] = []
+    #: FENCED_CODE / NO_FENCES: a fence the engine does not read (indented, or no fence extension)
+    #: but superfences would; directives inside it stay text ("unfenced"), as the author meant
+    shadow: _Open | None = None
     i, n = 0, len(lines)
     while i < n:
         line = lines[i]
+        if shadow is not None:
+            step = _superfences_step(shadow, line, strict_quotes)
+            if step != "drop":
+                if step == "content":
+                    _swallowed_line(blocks, shadow.block, "unfenced", line, i, directive, colon)
+                i += 1
+                continue
+            shadow = None  # a line that ends it is read as usual: the engine never saw that fence
         if "```" not in line and "~~~" not in line:
             if colon is not None and ":::" in line:
                 _colon(blocks, colon, line, i)
@@ -336,29 +362,40 @@ def scan(
             blocks.append(block)
             if rules == FENCED_CODE and not prefix:
                 i = _fenced_code_block(block, lines, i)
-            else:
-                i = _superfences_block(block, lines, i, strict_quotes, cut=rules == FENCED_CODE)
+                continue
+            i = _superfences_block(block, lines, i, strict_quotes, cut=rules == FENCED_CODE)
+            if not block.closed:
+                # a fence the engine drops stays text, line for line: only the opening line is the
+                # directive's; under superfences nothing it consumed may open a fence afterwards
+                block.end = block.start + 1
+                if rules == SUPERFENCES:
+                    for k in range(block.start + 1, i):
+                        _swallowed_line(blocks, block, "swallowed", lines[k], k, directive, colon, header_ok)
             continue
-        if item or rules == NO_FENCES:
+        if item:
             i += 1
             continue
-        if rules == FENCED_CODE:
-            if ws or not fenced_header_ok(line):
-                i += 1
-                continue
+        if rules == FENCED_CODE and not ws:
             block = Block("fence", i, i + 1, "", "", fence, info)
-            i = _fenced_code_block(block, lines, i)
-            if block.closed:
+            if fenced_header_ok(line) and _fenced_code_block(block, lines, i) and block.closed:
                 blocks.append(block)
+                i = block.end
+            else:
+                i += 1  # no fence: the lines after it are read as usual
             continue
         if not header_ok(line, len(ws)):
             i += 1
             continue
-        block = Block("fence", i, i + 1, ws, ws, fence, info)
+        block = Block("fence" if rules == SUPERFENCES else "shadow", i, i + 1, ws, ws, fence, info)
+        if rules != SUPERFENCES:
+            shadow = _Open(block)
+            i += 1
+            continue
         blocks.append(block)
         i = _superfences_block(block, lines, i, strict_quotes, cut=False)
-        if not block.closed and directive is not None:
-            _swallowed(blocks, block, lines, directive, colon)
+        if not block.closed:
+            for k in range(block.start + 1, block.end):
+                _swallowed_line(blocks, block, "swallowed", lines[k], k, directive, colon)
     return blocks
 
 
@@ -407,20 +444,29 @@ def _fenced_code_block(block: Block, lines: Sequence[str], start: int) -> int:
     return start + 1
 
 
-def _swallowed(blocks: list[Block], fence: Block, lines: Sequence[str], directive: re.Pattern[str],
-               colon: re.Pattern[str] | None) -> None:
-    """Directive (and colon fence) lines inside a fence superfences dropped: they are shown as text."""
-    for k in range(fence.start + 1, fence.end):
-        line = lines[k]
-        if "```" in line or "~~~" in line:
-            m = _OPENER_RE.match(line)
-            if m is not None and not (m["fence"][0] == "`" and "`" in m["info"]) and directive.match(m["info"]):
-                prefix = m["ws"] + (m["item"] or "")
-                block = Block("swallowed", k, k + 1, prefix, prefix, m["fence"], m["info"], closed=False)
-                block.opener = fence
-                blocks.append(block)
-        elif colon is not None and ":::" in line:
-            _colon(blocks, colon, line, k)
+def _swallowed_line(blocks: list[Block], fence: Block, kind: str, line: str, index: int,
+                    directive: re.Pattern[str] | None, colon: re.Pattern[str] | None,
+                    header_ok: Callable[[str, int], bool] | None = None) -> None:
+    """A directive (or colon fence) line inside a fence the engine does not close or read: text.
+
+    With ``header_ok`` (the lines an unclosed directive consumed), any other line that
+    would open a fence is a ``"verbatim"`` block: the engine consumed it as content,
+    so it must not open one once the directive's opening line is replaced.
+    """
+    if (directive is not None or header_ok is not None) and ("```" in line or "~~~" in line):
+        m = _OPENER_RE.match(line)
+        if m is None:
+            return
+        prefix = m["ws"] + (m["item"] or "")
+        if (directive is not None and not (m["fence"][0] == "`" and "`" in m["info"])
+                and directive.match(m["info"])):
+            block = Block(kind, index, index + 1, prefix, prefix, m["fence"], m["info"], closed=False)
+            block.opener = fence
+            blocks.append(block)
+        elif header_ok is not None and not m["item"] and header_ok(line, len(m["ws"])):
+            blocks.append(Block("verbatim", index, index + 1, prefix, prefix, m["fence"], m["info"]))
+    elif colon is not None and ":::" in line:
+        _colon(blocks, colon, line, index)
 
 
 def _colon(blocks: list[Block], colon: re.Pattern[str], line: str, index: int) -> None:

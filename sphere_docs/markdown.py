@@ -54,21 +54,22 @@ import logging
 import os
 import re
 import sys
+import sys
 import xml.etree.ElementTree as etree
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from markdown import Markdown
-from markdown.blockprocessors import BlockProcessor
+from markdown.blockprocessors import BlockProcessor, CodeBlockProcessor
 from markdown.extensions import Extension
 from markdown.postprocessors import Postprocessor
 from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString, code_escape
 
-from . import html
+from . import fences, html
 from .errors import SettingsError, SphereDocsError
 from .messages import unclosed_fence
 from .naming import PageNamer
@@ -79,6 +80,7 @@ __all__ = [
     "DIRECTIVE",
     "DIRECTIVE_MARK",
     "DirectiveError",
+    "DirectiveWarning",
     "Embed",
     "SphereWorkspaceExtension",
     "makeExtension",
@@ -92,15 +94,14 @@ DIRECTIVE_MARK = "{" + DIRECTIVE + "}"
 #: how a ``markdown_extensions`` list can name this extension (entry point, module)
 EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
-#: a fence line: indentation / block-quote prefix and maybe a list marker, 3+ backticks or tildes, info
-_FENCE_RE = re.compile(
-    r"^(?P<prefix>(?:[ \t]*>)*[ \t]*(?P<item>(?:[-*+]|\d{1,9}[.)])[ \t]+)?)"
-    r"(?P<fence>`{3,}|~{3,})(?P<info>.*)$"
-)
+#: the text after the fence characters of a directive's opening line (see sphere_docs.fences)
 _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].*)?)$")
+#: the text after a ``:::`` colon fence naming the directive (MyST syntax: text in Python-Markdown)
+_COLON_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}")
+#: the sentence for a colon fence, in the build and in ``sphere-docs check``
+COLON_FENCE_MESSAGE = f"{DIRECTIVE}: a ':::' colon fence is MyST syntax; write ```{{{DIRECTIVE}}} ... ``` instead"
 #: a ``:name: value`` option line (value optional: a bare flag)
 _OPTION_RE = re.compile(r"^:(?P<name>[^:\s][^:]*):(?P<value>.*)$")
-_CODE_SPAN_RE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 #: what the scan leaves in place of a directive: SOH/EOT survive whitespace normalization
 #: (which strips STX/ETX); _MarkerPreprocessor turns them into STX/ETX afterwards
 _RAW_MARKER = "\x01sphere-workspace:{}\x04"
@@ -113,7 +114,10 @@ _SLOT_RE = re.compile(
 )
 _MARKER = "\x02sphere-workspace:"  #: the start of a marker after _MarkerPreprocessor
 _LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
-_MARKER_LINE_RE = re.compile("^\x02sphere-workspace:(\\d+)\x03[ \t]*$", re.MULTILINE)
+#: a marker, and the spaces after it on its line
+_MARKER_RE = re.compile("\x02sphere-workspace:(?P<number>\\d+)\x03[ \t]*")
+#: elements of the final HTML whose text is code, not prose
+_CODE_TAGS = ("pre", "code", "textarea", "script", "style")
 #: preprocessors that give block structure to Markdown and must see captions too
 _CAPTION_PREPROCESSORS = ("fenced_code_block", "html_block")
 #: settings that are not SiteSettings fields but extension-only knobs
@@ -142,6 +146,14 @@ class DirectiveError(SphereDocsError, ValueError):
         self.option_error = option_error
         self.message = message
         super().__init__(_locate(page, line, message))
+
+
+class DirectiveWarning(DirectiveError):
+    """Directive text the page shows as text, not as an embed (never raised: a located warning).
+
+    Collected per page (``finish_page(warnings)``); the MkDocs plugin logs each one
+    as a warning, so ``mkdocs build --strict`` fails.
+    """
 
 
 def _locate(page: str | None, line: int | None, message: str) -> str:
@@ -176,10 +188,18 @@ class Embed:
 
 
 class _Directive:
-    __slots__ = ("caption", "claimed", "cont", "error", "line", "number", "prefix", "raw", "spec")
+    __slots__ = ("caption", "claimed", "cont", "error", "kind", "line", "nested", "note", "number", "prefix",
+                 "raw", "reported", "spec")
 
-    def __init__(self, number: int, line: int, prefix: str, cont: str, raw: list[str]) -> None:
+    def __init__(self, number: int, line: int, prefix: str, cont: str, raw: list[str],
+                 kind: str = "live", note: str = "") -> None:
         self.number = number
+        #: "live": a directive fence; "swallowed" (inside a fence never closed) and "colon" (a ':::'
+        #: fence) are never claimed: their marker only finds out whether the page shows them as text
+        self.kind = kind
+        self.note = note  #: the warning when the page shows it as text (non-live kinds)
+        self.reported = False
+        self.nested: list[int] = []  #: page lines of directive text inside its caption (shown as text)
         self.line = line  #: 1-based, in the page source
         self.prefix = prefix  #: what precedes the opening fence on its line
         self.cont = cont  #: what precedes the following lines (a list marker becomes spaces)
@@ -204,6 +224,7 @@ class _Document:
         "page",
         "rendered",
         "stray_markers",
+        "warnings",
     )
 
     def __init__(self, page: str, line_offset: int, nonce: str) -> None:
@@ -215,6 +236,7 @@ class _Document:
         self.stray_markers = False  #: a marker was left as text after its directive was claimed
         self.embeds: list[Embed] = []
         self.errors: list[DirectiveError] = []
+        self.warnings: list[DirectiveError] = []  #: directive text shown as text (DirectiveWarning)
         self.has_lazy = False  #: a lazy embed or a lazy fallback: the page needs the activation script
         self.rendered: dict[int, str] | None = None  #: HTML per claimed directive, once rendered
 
@@ -223,18 +245,18 @@ class _Document:
 
 
 def _normalize(lines: list[str], text: str, tab_length: int) -> list[str]:
-    """The line-preserving part of Markdown's whitespace normalization: no CR, tabs expanded,
-    blank lines empty, and no look-alike of our raw marker.  ``text`` is ``lines`` joined.
+    """Markdown's whitespace normalization (``NormalizeWhitespace``), done first: ``text`` is ``lines`` joined.
 
-    The scan runs before Markdown's own normalization (see the module docstring), so it
-    does this part itself.
+    CR LF and lone CR end lines, tabs are expanded, lines of spaces are empty, STX/ETX
+    are dropped, and look-alikes of our raw marker are defused.  The scan runs before
+    Markdown's own normalization (see the module docstring) and must see the lines
+    the fence preprocessors will see.
     """
-    if "\r" not in text and "\t" not in text and "\x01" not in text:
-        return [row if not row or row.strip() else "" for row in lines]  # the usual page
-    return [
-        (row.rstrip("\r").expandtabs(tab_length) if row.strip() else "").replace("\x01sphere-workspace:", "sphere-workspace:")
-        for row in lines
-    ]
+    if "\r" not in text and "\t" not in text and "\x01" not in text and "\x02" not in text and "\x03" not in text:
+        return [row if row.strip(" ") else "" for row in lines]  # the usual page
+    text = text.replace("\x02", "").replace("\x03", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.expandtabs(tab_length).replace("\x01sphere-workspace:", "sphere-workspace:")
+    return [row if row.strip(" ") else "" for row in text.split("\n")]
 
 
 def _strip_prefix(line: str, prefix: str) -> str | None:
@@ -253,33 +275,111 @@ def _strip_prefix(line: str, prefix: str) -> str | None:
     return None
 
 
-def closes_fence(text: str, fence: str) -> bool:
-    """Whether ``text`` closes a fence opened with ``fence`` (the same character, at least as many)."""
-    stripped = text.strip()
-    return (
-        len(stripped) >= len(fence)
-        and stripped[0] == fence[0]
-        and stripped == stripped[0] * len(stripped)
-    )
+def _inside_comment(text: str, pos: int) -> bool:
+    """Whether ``pos`` of ``text`` is inside an HTML comment (``<!--`` before it, ``-->`` after it)."""
+    start = text.rfind("<!--", 0, pos)
+    if start < 0 or text.find("-->", start + 4, pos) >= 0:
+        return False
+    end = text.find("-->", pos)
+    return end >= 0 and text.find("<!--", pos, end) < 0
 
 
-def _comment_state(line: str, in_comment: bool) -> bool:
-    """Whether an HTML comment is still open after ``line`` (code spans ignored)."""
-    if "<!--" not in line and (not in_comment or "-->" not in line):
-        return in_comment
-    text = line if in_comment else _CODE_SPAN_RE.sub("", line)
-    pos = 0
-    while True:
-        if in_comment:
-            end = text.find("-->", pos)
-            if end < 0:
-                return True
-            in_comment, pos = False, end + 3
-        else:
-            start = text.find("<!--", pos)
-            if start < 0:
-                return False
-            in_comment, pos = True, start + 4
+def _inside_code_html(text: str, pos: int) -> bool:
+    """Whether ``pos`` of the page's HTML is inside a comment or a code element (``<pre>``...)."""
+    if _inside_comment(text, pos):
+        return True
+    before = text[:pos].lower()
+    return any(len(re.findall(f"<{tag}[\\s>]", before)) > before.count(f"</{tag}") for tag in _CODE_TAGS)
+
+
+def _fence_rules(md: Markdown) -> tuple[str, dict[str, Any]]:
+    """The fence rules of ``md`` (what its ``fenced_code_block`` preprocessor is) and the hooks
+    that let :func:`sphere_docs.fences.scan` ask the live preprocessor what its configuration decides."""
+    if "fenced_code_block" not in md.preprocessors:
+        return fences.NO_FENCES, {}
+    pre = md.preprocessors["fenced_code_block"]
+    if type(pre).__module__ == "markdown.extensions.fenced_code":
+        return fences.FENCED_CODE, {"fenced_header_ok": _fenced_code_header(pre)}
+    hooks: dict[str, Any] = {}  # pymdownx.superfences, or a look-alike: superfences' rules
+    header_ok = _superfences_header(pre)
+    if header_ok is not None:
+        hooks["header_ok"] = header_ok
+    quotes = getattr(pre, "is_pymdownx_quotes_logic", None)
+    if callable(quotes):
+        try:
+            hooks["strict_quotes"] = bool(quotes())
+        except Exception:  # noqa: BLE001  (an internal of another package: its defaults then)
+            pass
+    return fences.SUPERFENCES, hooks
+
+
+def _superfences_header(pre: Any) -> Callable[[str, int], bool] | None:
+    """superfences' own verdict on a header (its validators, custom fences and settings decide)."""
+    start_re = getattr(sys.modules.get(type(pre).__module__), "RE_NESTED_FENCE_START", None)
+    names = ("get_hl_settings", "clear", "handle_unrecognized", "handle_attrs", "parse_options")
+    methods = [getattr(pre, name, None) for name in names]
+    if start_re is None or not all(callable(m) for m in methods):
+        return None
+    get_hl_settings, clear, unrecognized, attrs, options = methods
+
+    def header_ok(line: str, pos: int) -> bool:
+        m = start_re.match(line, pos)
+        if m is None:
+            return False
+        try:  # as SuperFencesBlockPreprocessor.search_nested does; its run() starts with clear()
+            get_hl_settings()
+            clear()
+            if m.group("unrecognized"):
+                return bool(unrecognized(m))
+            if m.group("attrs"):
+                return bool(attrs(m))
+            return bool(options(m))
+        except Exception:  # noqa: BLE001  (a validator that fails: superfences then fails the page itself)
+            return False
+        finally:
+            clear()
+
+    return header_ok
+
+
+def _fenced_code_header(pre: Any) -> Callable[[str], bool]:
+    """fenced_code's verdict on a column-0 opening line: its own pattern, and its attribute check."""
+    block_re = getattr(type(pre), "FENCED_BLOCK_RE", None)
+    try:
+        from markdown.extensions.attr_list import get_attrs_and_remainder
+    except ImportError:  # older Markdown: fenced_code did not check what follows the braces
+        get_attrs_and_remainder = None
+
+    def header_ok(line: str) -> bool:
+        if block_re is None:
+            return fences.fenced_code_header_ok(line)
+        fence = line[: len(line) - len(line.lstrip(line[0]))]
+        m = block_re.match(f"{line}\n{fence}")  # the opening line, closed at once
+        if m is None:
+            return False
+        attrs = m.groupdict().get("attrs")
+        return not (attrs and get_attrs_and_remainder is not None and get_attrs_and_remainder(attrs)[1])
+
+    return header_ok
+
+
+def _unread_note(block: fences.Block, rules: str, line_offset: int) -> str:
+    """The warning for directive text inside a fence that is never closed, or that is not read."""
+    opener = block.opener
+    assert opener is not None
+    fence, line = opener.fence, opener.start + 1 + line_offset
+    shown = f"{DIRECTIVE}: this directive is shown as text, not as an embed: "
+    if block.kind == "swallowed":
+        return (f"{shown}the {fence} fence opened at line {line} is never closed at its indentation, "
+                f"so the lines after it are not read as fences; expected a closing {fence} line "
+                "indented like its opening line")
+    if rules == fences.FENCED_CODE:
+        return (f"{shown}it is inside the {fence} fence opened at line {line}, which fenced_code does "
+                "not read (it reads fences at column 0 only); expected pymdownx.superfences in the "
+                "Markdown extensions, or that fence at column 0")
+    return (f"{shown}it is inside the {fence} fence opened at line {line}, which is text: no fenced "
+            "code extension is enabled; expected pymdownx.superfences or fenced_code in the Markdown "
+            "extensions")
 
 
 def _yaml_value(name: str, value: Any) -> str | bool | None:
@@ -297,6 +397,7 @@ class _DirectivePreprocessor(Preprocessor):
     def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
         super().__init__(md)
         self.ext = ext
+        self._rules: tuple[str, dict[str, Any]] | None = None
 
     def run(self, lines: list[str]) -> list[str]:
         self.ext._doc = None
@@ -305,80 +406,59 @@ class _DirectivePreprocessor(Preprocessor):
             return lines  # most pages: nothing to scan for, and no per-document state to set up
         doc = self.ext._start_document(self.md)
         lines = _normalize(lines, text, self.md.tab_length)
+        if self._rules is None:  # the fence preprocessors are registered by now
+            self._rules = _fence_rules(self.md)
+        rules, hooks = self._rules
+        # every directive becomes one marker line at its prefix: to the fence preprocessors that
+        # run after us, that line is what the directive's fence was, a line that is no fence
+        # (sphere_docs.fences), so every other fence stays where the engine finds it
         out: list[str] = []
-        in_comment = False
-        i, n = 0, len(lines)
-        while i < n:
-            line = lines[i]
-            if in_comment:
-                in_comment = _comment_state(line, True)
-                out.append(line)
-                i += 1
+        done = 0
+        for block in fences.scan(lines, rules, _DIRECTIVE_INFO_RE, colon=_COLON_INFO_RE, **hooks):
+            if block.kind == "fence":
                 continue
-            # (substring tests first: most lines are prose, and this runs on every line of the page)
-            m = _FENCE_RE.match(line) if "```" in line or "~~~" in line else None
-            if m and not (m["fence"][0] == "`" and "`" in m["info"]):
-                prefix, fence = m["prefix"], m["fence"]
-                # the lines of a fence opened on a list item line are indented like its text
-                cont = prefix[: len(prefix) - len(m["item"] or "")] + " " * len(m["item"] or "")
-                directive = _DIRECTIVE_INFO_RE.match(m["info"])
-                if directive:
-                    i = self._directive(doc, lines, i, prefix, cont, fence, directive["arg"], out)
-                    continue
-                # another fence: copy it through untouched, up to its closing line or container end
-                out.append(line)
-                i += 1
-                while i < n:
-                    inner = _strip_prefix(lines[i], cont)
-                    if inner is None:
-                        break
-                    out.append(lines[i])
-                    i += 1
-                    if closes_fence(inner, fence):
-                        break
-                continue
-            if "<!--" in line:
-                in_comment = _comment_state(line, False)
-            out.append(line)
-            i += 1
+            out += lines[done:block.start]
+            done = block.end
+            number = len(doc.directives)
+            line_no = block.start + 1 + doc.line_offset
+            directive = _Directive(number, line_no, block.prefix, block.cont, lines[block.start:block.end],
+                                   kind="live" if block.kind == "directive" else block.kind)
+            doc.directives[number] = directive
+            marker = block.prefix + _RAW_MARKER.format(number)
+            if rules == fences.FENCED_CODE and block.closed and not block.prefix:
+                out += ["", marker, ""]  # as fenced_code leaves its placeholder: a block of its own
+            else:
+                out.append(marker)  # as superfences does: one line at the fence's prefix
+            if block.kind == "directive":
+                self._directive(doc, directive, block)
+            elif block.kind == "verbatim":
+                directive.reported = True  # a line of text, to be put back as it was
+            elif block.kind == "colon":
+                directive.note = COLON_FENCE_MESSAGE
+            else:
+                directive.note = _unread_note(block, rules, doc.line_offset)
+        out += lines[done:]
         return out
 
-    def _directive(
-        self,
-        doc: _Document,
-        lines: list[str],
-        start: int,
-        prefix: str,
-        cont: str,
-        fence: str,
-        arg: str,
-        out: list[str],
-    ) -> int:
-        line_no = start + 1 + doc.line_offset
-        body: list[str] = []
-        end = start + 1
-        closed = False
-        while end < len(lines):
-            inner = _strip_prefix(lines[end], cont)
-            if inner is None:
-                break
-            end += 1
-            if closes_fence(inner, fence):
-                closed = True
-                break
-            body.append(inner)
-        number = len(doc.directives)
-        directive = _Directive(number, line_no, prefix, cont, lines[start:end])
-        doc.directives[number] = directive
-        if not closed:
-            directive.error = DirectiveError(unclosed_fence(fence), page=doc.page or None, line=line_no)
-        else:
-            try:
-                self._parse(doc, directive, arg, body)
-            except DirectiveError as err:
-                directive.error = err
-        out.append(prefix + _RAW_MARKER.format(number))
-        return end
+    def _directive(self, doc: _Document, directive: _Directive, block: fences.Block) -> None:
+        if not block.closed:
+            directive.error = DirectiveError(
+                f"{DIRECTIVE}: the fence opened here is never closed; "
+                f"expected a closing {block.fence} line at the same indentation",
+                page=doc.page or None, line=directive.line,
+            )
+            return
+        m = _DIRECTIVE_INFO_RE.match(block.info)
+        assert m is not None
+        try:
+            self._parse(doc, directive, m["arg"], block.body)
+        except DirectiveError as err:
+            directive.error = err
+        if any(DIRECTIVE_MARK in row for row in block.body):  # a directive whose fence this one swallowed
+            rules, hooks = self._rules or (fences.NO_FENCES, {})
+            for inner in fences.scan(block.body, rules, _DIRECTIVE_INFO_RE, **hooks):
+                if inner.kind != "fence":
+                    directive.nested.append(directive.line + 1 + inner.start)
 
     def _parse(self, doc: _Document, directive: _Directive, arg: str, body: list[str]) -> None:
         page, line_no = doc.page or None, directive.line
@@ -490,50 +570,52 @@ def _dedent(lines: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- block level
 
 
-class _DirectiveBlockProcessor(BlockProcessor):
+class _CodeRevertProcessor(BlockProcessor):
+    """superfences' indented-code rule, for our markers: the code processor is next.
+
+    ``pymdownx.superfences``' code block processor puts every fence of a block it
+    takes back as source text (``revert_greedy_fences``): a fence in the same block
+    as an indented code block (no blank line between) is text, whether it lands in
+    the code or after it.  The renderer would do that to the directive's fence;
+    we turn its marker into one that is never claimed, and let the code processor
+    run (``run`` returns False).  With fenced_code the fence has a block of its own.
+    """
+
     def __init__(self, parser: Any, ext: SphereWorkspaceExtension):
         super().__init__(parser)
         self.ext = ext
 
     def test(self, parent: etree.Element, block: str) -> bool:
-        # asked of every block of every page: a substring test first, the regex only on a hit
-        return _MARKER in block and _MARKER_LINE_RE.search(block) is not None
+        if _MARKER not in block or self.ext._doc is None:
+            return False
+        code = self.parser.blockprocessors["code"] if "code" in self.parser.blockprocessors else None
+        if code is None or not callable(getattr(code, "revert_greedy_fences", None)):
+            return False  # not superfences': fences are never put back
+        if getattr(code, "config", {}).get("disable_indented_code_blocks", False):
+            return False
+        return bool(CodeBlockProcessor.test(code, parent, block))
 
-    def run(self, parent: etree.Element, blocks: list[str]) -> None:
-        block = blocks.pop(0)
-        m = _MARKER_LINE_RE.search(block)
-        assert m is not None
-        before, after = block[: m.start()], block[m.end():].lstrip("\n")
-        if before.strip():
-            self.parser.parseBlocks(parent, [before.rstrip("\n")])
-        if after.strip():
-            blocks.insert(0, after)
+    def run(self, parent: etree.Element, blocks: list[str]) -> bool:
         doc = self.ext._doc
-        directive = doc.directives.get(int(m.group(1))) if doc else None
-        if doc is None or directive is None or directive.claimed:
-            # not ours (cannot happen unless another extension copies markers); keep as text
-            etree.SubElement(parent, "p").text = m.group(0)
-            if doc is not None:
-                doc.stray_markers = True
-            return
-        directive.claimed = True
-        doc.claimed.append(directive.number)
-        if directive.error is not None:
-            self.ext._directive_error(directive.error)
-        slot = etree.SubElement(parent, "div", {"data-sphere-slot": f"{doc.nonce}-{directive.number}"})
-        if directive.caption:
-            # a state of our own: in a tight list, paragraphs would otherwise lose their <p>
-            self.parser.state.set("sphere-workspace")
-            try:
-                self.parser.parseChunk(slot, directive.caption)
-            finally:
-                self.parser.state.reset()
-        # an element, not a comment: the inline processor cannot walk comments
-        etree.SubElement(slot, "span", {"data-sphere-slot-end": f"{doc.nonce}-{directive.number}"})
+        assert doc is not None
+        for m in _LEAD_MARKER_RE.finditer(blocks[0]):
+            directive = doc.directives.get(int(m["number"]))
+            if directive is not None and directive.kind == "live" and not directive.claimed:
+                directive.kind = "reverted"
+                directive.note = (
+                    f"{DIRECTIVE}: this directive is shown as text, not as an embed: it follows an "
+                    "indented code block with no blank line between, and superfences then puts the fence "
+                    "back as text; expected a blank line before the directive"
+                )
+        return False
 
 
-def _restore(text: str, doc: _Document, *, escape: bool) -> str:
-    """Put the original source back for every marker in ``text``."""
+def _restore(text: str, doc: _Document, *, escape: bool | Callable[[str, int], bool]) -> str:
+    """Put the original source back for every marker in ``text``.
+
+    ``escape``: whether to HTML-escape it (in code), or a test of the marker's position
+    (inside an HTML comment, so that a ``-->`` of the source does not end it early).
+    """
 
     def original(m: re.Match[str]) -> str:
         directive = doc.directives.get(int(m.group("number")))
@@ -545,27 +627,142 @@ def _restore(text: str, doc: _Document, *, escape: bool) -> str:
             inner = _strip_prefix(row, directive.cont)
             rows.append(lead + (inner if inner is not None else row.lstrip()))
         source = "\n".join(rows)
-        return lead + (code_escape(source) if escape else source)
+        if escape if isinstance(escape, bool) else escape(text, m.start()):
+            source = code_escape(source)
+        return lead + source
 
     return _LEAD_MARKER_RE.sub(original, text)
 
 
-class _RevertTreeprocessor(Treeprocessor):
+class _ClaimTreeprocessor(Treeprocessor):
+    """Claim each directive whose marker line the page shows as text; put every other marker back.
+
+    The marker is a line of text where the renderer would have put the fence's
+    own placeholder line, so the block parser places it exactly where it would
+    have placed the fence: in a paragraph, a list item, a heading, an indented
+    code block.  Before the inline processor runs, a marker on a line of its own
+    in an element's text (not code, not inside an inline HTML comment) becomes
+    the directive's slot, its caption parsed as Markdown inside it; text around it
+    stays where it was (a paragraph is cut in two).  Markers in code go back to
+    source text silently; markers of directive text that is no fence, and live
+    ones that could not be claimed, go back with a warning where they are shown.
+    """
+
     def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
         super().__init__(md)
         self.ext = ext
 
     def run(self, root: etree.Element) -> None:
         doc = self.ext._doc
-        if doc is None or (len(doc.claimed) == len(doc.directives) and not doc.stray_markers):
-            return  # every marker was claimed: none is left in the text to put back
-        for el in root.iter():
+        if doc is None or not doc.directives:
+            return
+        stack: list[tuple[etree.Element, etree.Element | None, bool]] = [(root, None, False)]
+        while stack:
+            el, parent, in_code = stack.pop()
+            code = in_code or el.tag in ("code", "pre")
             if el.text and _MARKER in el.text:
-                code = el.tag == "code" or isinstance(el.text, AtomicString)
-                restored = _restore(el.text, doc, escape=code)
-                el.text = AtomicString(restored) if isinstance(el.text, AtomicString) else restored
-            if el.tail and _MARKER in el.tail:
-                el.tail = _restore(el.tail, doc, escape=False)
+                if not code and not isinstance(el.text, AtomicString):
+                    pieces = self._pieces(doc, el.text)
+                    if pieces is not None:
+                        if el.tag == "p" and parent is not None:
+                            self._split_paragraph(doc, parent, el, pieces)
+                            stack.append((parent, None, in_code))  # its new paragraphs, once more
+                            continue
+                        el.text = pieces[0].rstrip("\n") or None
+                        self._insert(doc, el, 0, pieces)
+                if el.text and _MARKER in el.text:
+                    self._put_back(doc, el, "text", code)
+            if el.tail and _MARKER in el.tail and parent is not None:
+                pieces = None if in_code else self._pieces(doc, el.tail)
+                if pieces is not None:
+                    el.tail = pieces[0].rstrip("\n") or None
+                    self._insert(doc, parent, list(parent).index(el) + 1, pieces)
+                if el.tail and _MARKER in el.tail:
+                    self._put_back(doc, el, "tail", in_code)
+            stack.extend((child, el, code) for child in reversed(el))
+
+    def _pieces(self, doc: _Document, text: str) -> list[Any] | None:
+        """``text`` cut at its claimable markers: ``[text, directive, text, ...]``, or None.
+
+        A marker is claimed wherever the text holds it, as the renderer substitutes its
+        placeholders wherever they are (a container's prefix it did not strip, such as
+        the ``>`` of a quote in a list item's lazy line, stays text before it).
+        """
+        pieces: list[Any] = []
+        pos = 0
+        for m in _MARKER_RE.finditer(text):
+            directive = doc.directives.get(int(m["number"]))
+            if directive is None or directive.kind != "live":
+                continue
+            if directive.claimed:  # a copy (another extension duplicated the line): left as text
+                doc.stray_markers = True
+                continue
+            if "<!--" in text and _inside_comment(text, m.start()):
+                continue
+            pieces += [text[pos:m.start()], directive]
+            pos = m.end()
+        if not pieces:
+            return None
+        pieces.append(text[pos:])
+        return pieces
+
+    def _insert(self, doc: _Document, parent: etree.Element, index: int, pieces: list[Any]) -> None:
+        """The slots of ``pieces[1::2]`` into ``parent`` from ``index``, the text after each as its tail."""
+        for k in range(1, len(pieces), 2):
+            slot = self._slot(doc, pieces[k])
+            slot.tail = pieces[k + 1].strip("\n") or None
+            parent.insert(index, slot)
+            index += 1
+
+    def _split_paragraph(self, doc: _Document, parent: etree.Element, p: etree.Element,
+                         pieces: list[Any]) -> None:
+        """A paragraph holding markers: paragraphs of the text around them, the slots between."""
+        index = list(parent).index(p)
+        parent.remove(p)
+        made: list[etree.Element] = []
+        for k, piece in enumerate(pieces):
+            if k % 2:
+                made.append(self._slot(doc, piece))
+            elif piece.strip():
+                para = etree.Element("p", dict(p.attrib) if not made else {})
+                para.text = piece.strip("\n")
+                made.append(para)
+        if made and made[-1].tag == "p":
+            made[-1].extend(list(p))
+        made[-1].tail = p.tail
+        for el in made:
+            parent.insert(index, el)
+            index += 1
+
+    def _slot(self, doc: _Document, directive: _Directive) -> etree.Element:
+        directive.claimed = True
+        doc.claimed.append(directive.number)
+        if directive.error is not None:
+            self.ext._directive_error(directive.error)
+        for line in directive.nested:
+            self.ext._directive_warning(doc, DirectiveWarning(
+                f"{DIRECTIVE}: this directive is shown as text, not as an embed: it is inside the caption "
+                f"of the directive at line {directive.line}; expected a closing fence for that directive "
+                "before this one", page=doc.page or None, line=line))
+        slot = etree.Element("div", {"data-sphere-slot": f"{doc.nonce}-{directive.number}"})
+        if directive.caption:
+            self.md.parser.parseChunk(slot, directive.caption)
+        # an element, not a comment: the inline processor cannot walk comments
+        etree.SubElement(slot, "span", {"data-sphere-slot-end": f"{doc.nonce}-{directive.number}"})
+        return slot
+
+    def _put_back(self, doc: _Document, el: etree.Element, where: str, code: bool) -> None:
+        """The source text of the markers left in ``el``'s text or tail; a warning unless in code."""
+        text = el.text if where == "text" else el.tail
+        assert text is not None
+        if not code:  # shown as text (unless an inline comment hides it): say so
+            self.ext._report_text(doc, text, _inside_comment)
+        if where == "tail":
+            el.tail = _restore(text, doc, escape=_inside_comment)
+            return
+        escape = el.tag == "code" or isinstance(text, AtomicString)
+        restored = _restore(text, doc, escape=escape or _inside_comment)
+        el.text = AtomicString(restored) if isinstance(text, AtomicString) else restored
 
 
 class _EmbedPostprocessor(Postprocessor):
@@ -577,8 +774,9 @@ class _EmbedPostprocessor(Postprocessor):
         doc = self.ext._doc
         if doc is None or not doc.directives:
             return text
-        if _MARKER in text:
-            text = _restore(text, doc, escape=False)  # markers left inside raw HTML blocks
+        if _MARKER in text:  # markers left inside raw HTML blocks: shown unless in a comment or <pre>
+            self.ext._report_text(doc, text, _inside_code_html)
+            text = _restore(text, doc, escape=_inside_comment)
         if "data-sphere-slot" not in text:  # toc runs postprocessors on every heading too
             return text
         if not doc.claimed:
@@ -667,9 +865,9 @@ class SphereWorkspaceExtension(Extension):
         md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 31.08)
         md.preprocessors.register(_MarkerPreprocessor(md, self), "sphere_workspace_markers", 29.95)
         md.parser.blockprocessors.register(
-            _DirectiveBlockProcessor(md.parser, self), "sphere_workspace", 76
+            _CodeRevertProcessor(md.parser, self), "sphere_workspace_code_revert", 80.5
         )
-        md.treeprocessors.register(_RevertTreeprocessor(md, self), "sphere_workspace_revert", 25)
+        md.treeprocessors.register(_ClaimTreeprocessor(md, self), "sphere_workspace", 25)
         md.postprocessors.register(_EmbedPostprocessor(md, self), "sphere_workspace", 25)
 
     def reset(self) -> None:
@@ -683,14 +881,21 @@ class SphereWorkspaceExtension(Extension):
         self._line_offset = line_offset
         self._doc = None
 
-    def finish_page(self) -> tuple[list[Embed], list[DirectiveError]]:
-        """The embeds and errors of the last converted document, then forget them."""
+    def finish_page(self, warnings: list[DirectiveError] | None = None) -> tuple[list[Embed], list[DirectiveError]]:
+        """The embeds and errors of the last converted document, then forget them.
+
+        ``warnings``, when given, receives the document's :class:`DirectiveWarning` s:
+        directive text the page shows as text (a colon fence, a directive inside a
+        fence never closed, one Markdown did not read as a block), each located.
+        """
         doc, self._doc = self._doc, None
         self._page, self._line_offset = None, 0
         if doc is None:
             return [], []
         if doc.claimed and doc.rendered is None:  # another extension dropped every slot
             doc.errors.extend(_lost(doc, number) for number in doc.claimed)
+        if warnings is not None:
+            warnings.extend(doc.warnings)
         return doc.embeds, doc.errors
 
     # -- internals
@@ -709,6 +914,25 @@ class SphereWorkspaceExtension(Extension):
             raise err
         assert self._doc is not None
         self._doc.errors.append(err)
+
+    def _report_text(self, doc: _Document, text: str, hidden: Callable[[str, int], bool]) -> None:
+        """A warning for each directive whose marker ``text`` shows as text (``hidden`` says where not)."""
+        for m in _LEAD_MARKER_RE.finditer(text):
+            directive = doc.directives.get(int(m["number"]))
+            if directive is None or directive.reported or directive.claimed or hidden(text, m.start()):
+                continue
+            directive.reported = True
+            message = directive.note or (
+                f"{DIRECTIVE}: this directive is shown as text, not as an embed: Markdown reads it as part "
+                "of the text or raw HTML around it; expected the fence on lines of its own, outside raw HTML "
+                '(or in an element with markdown="1" and the md_in_html extension)'
+            )
+            self._directive_warning(doc, DirectiveWarning(message, page=doc.page or None, line=directive.line))
+
+    def _directive_warning(self, doc: _Document, warning: DirectiveWarning) -> None:
+        doc.warnings.append(warning)
+        if not self.deferred:  # used alone: nobody collects the page's warnings, so log them
+            log.warning("%s", warning)
 
     def _name_specs(self, doc: _Document) -> dict[int, WorkspaceSpec]:
         ordered = sorted(doc.claimed, key=lambda n: doc.directives[n].line)

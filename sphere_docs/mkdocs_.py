@@ -29,6 +29,10 @@ How a build goes (each step is one hook):
     embeds, and on no other page.
 ``on_post_build``
     write ``sphere-workspaces.json`` (the lazy endpoint's allow-list).
+``on_pre_build`` / ``on_build_error`` / ``on_post_build`` (last of all plugins)
+    set the previous site aside before MkDocs cleans ``site_dir``, put it back
+    if the build fails, drop it once the build succeeded
+    (:mod:`sphere_docs.keep_site`).
 
 Errors become :class:`~mkdocs.exceptions.PluginError` carrying the package's
 own message (``page.md:12: sphere-workspace: unknown option ...``), logged on
@@ -50,12 +54,13 @@ from mkdocs.config import config_options as c
 from mkdocs.config.base import ValidationError
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
-from mkdocs.plugins import BasePlugin, event_priority
+from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
 from . import html
 from .errors import SettingsError, SphereDocsError
+from .keep_site import SiteKeeper, build_flags, strict_will_abort
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from .markdown import (
     DIRECTIVE_MARK,
@@ -108,7 +113,7 @@ class SphereWorkspacesConfig(base.Config):
     """Timeout of each API call, in seconds."""
 
     retries = c.Type(int, default=SETTINGS["retries"].default)
-    """Retries of a failed API call (connect errors, 429, 502/503/504), 0 to 10."""
+    """Retries of a failed API call, 0 to 10 (a create only when it surely was not performed; README: Retries)."""
 
     cache = c.Type(str, default=SETTINGS["cache"].default)
     """Folder of the ledger of created workspaces, relative to ``mkdocs.yml``.
@@ -258,13 +263,45 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             self.snippets[lazy] = html.after_body(*settings.sdk, lazy=lazy)
         return html.inject_after_body(output, self.snippets[lazy])
 
-    def on_post_build(self, *, config: MkDocsConfig) -> None:
+    def _write_manifest(self, *, config: MkDocsConfig) -> None:  # on_post_build, below
         manifest = Path(config.site_dir) / MANIFEST_NAME
         entries: list[tuple[str, WorkspaceSpec]] = [
             (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
         ]
         entries.extend(self._carried_over(manifest, config))
         write_manifest(manifest, entries)
+
+    # -- a failed build keeps the last good site: set it aside before MkDocs cleans site_dir,
+    #    put it back on failure, drop it once everything is written (sphere_docs.keep_site)
+
+    _site_keeper: SiteKeeper | None = None
+
+    @event_priority(-100)  # the last pre_build: MkDocs cleans site_dir right after it
+    def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        self._site_keeper = None
+        keeper = SiteKeeper(config.site_dir, log)
+        flags = build_flags()
+        try:
+            if flags is None or flags[0] or flags[1]:  # not found, --dirty, or mkdocs serve
+                keeper.recover()  # an interrupted earlier build's leftovers, all the same
+            elif keeper.save():
+                self._site_keeper = keeper
+        except OSError as exc:  # never fail a build for this: it runs as MkDocs alone runs it
+            log.info("sphere-workspaces: cannot keep the previous site (%s)", exc)
+
+    def on_build_error(self, *, error: Exception) -> None:
+        keeper, self._site_keeper = self._site_keeper, None
+        if keeper is not None:
+            keeper.restore()
+
+    @event_priority(-100)  # the last post_build: every page and file of the build is written
+    def _keep_site_commit(self, *, config: MkDocsConfig) -> None:
+        keeper = self._site_keeper
+        if keeper is not None and not strict_will_abort():  # else on_build_error comes next
+            self._site_keeper = None
+            keeper.commit()
+
+    on_post_build = CombinedEvent(_write_manifest, _keep_site_commit)
 
     # -- helpers
 

@@ -238,7 +238,12 @@ class LedgerError(SphereDocsError):
         self.path = Path(path)
         self.problem = problem
         self.fix = fix or MOVE_ASIDE.format(name=self.path.name)
-        super().__init__(f"sphere-workspaces: the ledger {self.path} {problem}; {self.fix}")
+        super().__init__(f"sphere-workspaces: {self.sentence}")
+
+    @property
+    def sentence(self) -> str:
+        """The message without the ``sphere-workspaces:`` prefix (for ``sphere-docs`` commands)."""
+        return f"the ledger {self.path} {self.problem}; {self.fix}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.path, self.problem, self.fix))

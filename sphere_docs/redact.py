@@ -47,11 +47,14 @@ Short secrets
 -------------
 A string shorter than :data:`MIN_SECRET_LEN` characters (the emulator's example
 token ``T``) is never *masked*: replacing every ``T`` would mangle ordinary
-text.  It is still never printed: the client never puts the token into a text
-itself (messages are built from token-free parts, URLs are shown without their
-query), so the only way it could appear is a server echoing it back, and
-:func:`clean_snippet` withholds such server text entirely when a short secret
-occurs in it (:data:`WITHHELD`) instead of quoting it.
+text (``doctor``'s report, every log line).  It is still never printed: the
+client never puts the token into a text itself (messages are built from
+token-free parts, URLs are shown without their query, an ``access_token=``
+value is masked whatever its length), so the only way it could appear is a
+server echoing it back, and the client passes its token to
+:func:`clean_snippet`, which then withholds such server text entirely
+(:data:`WITHHELD`) instead of quoting it.  Short secrets are not registered
+process-wide, so one client's short token never silences another's messages.
 """
 
 from __future__ import annotations
@@ -100,7 +103,6 @@ _ESCAPE_RE = re.compile(
 _ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
 
 _secrets: set[str] = set()
-_short_secrets: set[str] = set()
 _lock = threading.Lock()
 _LOGGER_PREFIXES = ("urllib3", "requests")
 
@@ -111,21 +113,24 @@ def is_maskable(secret: str) -> bool:
 
 
 def register_secret(secret: str) -> None:
-    """Remember ``secret`` so :func:`redact`, :func:`clean_snippet` and the log filter keep it out.
+    """Remember ``secret`` so :func:`redact`, :func:`clean_snippet` and the log filter mask it.
 
-    A secret shorter than :data:`MIN_SECRET_LEN` is not masked (masking it would
-    mangle ordinary text); :func:`clean_snippet` withholds server text containing it.
+    A secret shorter than :data:`MIN_SECRET_LEN` is not remembered: masking it would
+    mangle ordinary text, and withholding every text containing it would silence other
+    clients' messages in the same process.  Whoever holds it passes it to
+    :func:`clean_snippet` (as the client does with its token), which withholds a server's
+    text that contains it.
     """
-    if not secret:
-        return
-    with _lock:
-        (_secrets if is_maskable(secret) else _short_secrets).add(secret)
+    if secret and is_maskable(secret):
+        with _lock:
+            _secrets.add(secret)
 
 
 def _all_secrets(secrets: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
-    """``(maskable, short)``: the registered secrets plus ``secrets``."""
+    """``(maskable, short)``: the registered secrets plus ``secrets``; short ones only from ``secrets``."""
     with _lock:
-        long_, short = set(_secrets), set(_short_secrets)
+        long_ = set(_secrets)
+    short: set[str] = set()
     for secret in secrets:
         if secret:
             (long_ if is_maskable(secret) else short).add(secret)
@@ -168,7 +173,10 @@ def clean_snippet(text: str, secrets: Iterable[str] = (), limit: int = 200) -> s
             break
         size *= 2
     if len(masked) > limit or size < len(flat):
-        masked = redact(masked[:limit], maskable) + "..."
+        end = limit
+        while 0 < end < len(masked) and masked[end] == "*" and masked[end - 1] == "*":
+            end += 1  # never cut a mask in two: "s**..." would look like a partial token
+        masked = redact(masked[:end], maskable) + "..."
     if short and _contains_any(masked, short):
         return WITHHELD
     return masked
@@ -256,21 +264,15 @@ def _runs(secrets: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
     n = MIN_SECRET_LEN
     for secret in secrets:
         form = _canonical(secret)[0]
-        canonical.update(form[i:i + n] for i in range(max(1, len(form) - n + 1)))
+        canonical.update(form[i:i + n] for i in range(len(form) - n + 1))
         for enc in _encoded_forms(secret):
-            if len(enc) >= n:
-                encoded.update(enc[i:i + n] for i in range(len(enc) - n + 1))
-        # base64 runs are plain characters, untouched by decoding: look for them there too
+            encoded.update(enc[i:i + n] for i in range(len(enc) - n + 1))
     return frozenset(canonical), frozenset(encoded)
 
 
 @functools.lru_cache(maxsize=64)
-def _longest_form_cached(secret: str) -> int:
-    return max(len(f) for f in (_encoded_forms(secret) | {secret}))
-
-
 def _longest_form(secret: str) -> int:
-    return _longest_form_cached(secret)
+    return max(len(f) for f in (_encoded_forms(secret) | {secret}))
 
 
 def _spans(text: str, grams: frozenset[str], size: int) -> list[tuple[int, int]]:
@@ -283,6 +285,7 @@ def _spans(text: str, grams: frozenset[str], size: int) -> list[tuple[int, int]]
 
 
 def _mask_runs(text: str, secrets: frozenset[str]) -> str:
+    """Replace every run of a secret's characters (any form, see the module docstring) with MASK."""
     canonical_grams, encoded_grams = _runs(secrets)
     n = MIN_SECRET_LEN
     spans = _spans(text, encoded_grams, n)

@@ -87,7 +87,7 @@ SETTINGS: dict[str, Setting] = {
                 "what a build does when a workspace cannot be created"),
         Setting("concurrency", 8, "1..64", "API calls in flight at once while provisioning"),
         Setting("timeout", 10.0, "seconds > 0", "timeout of each API call"),
-        Setting("retries", 3, "0..10", "retries of a failed API call (connect errors, 429, 502/503/504)"),
+        Setting("retries", 3, "0..10", "retries of a failed API call (see Retries in the README: a create is retried only when it surely was not performed)"),
         Setting("cache", ".sphere-docs-cache", "folder",
                 "where the ledger of created workspaces is kept (relative to the config file)"),
         Setting("token_env", DEFAULT_TOKEN_ENV, "environment variable name",

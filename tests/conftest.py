@@ -7,6 +7,7 @@ served on 127.0.0.1 with port 0; nothing is mocked.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture
-def make_app(make_app: Callable[..., Any]) -> Callable[..., Any]:
+def make_app(make_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``sphinx.testing``'s ``make_app``, alike on every Sphinx we support.
 
+    * ``app.logged``: every warning and error the app emitted, as data
+      (``sphinx_fixtures.Logged``: location, level, sentence, type, subtype), so tests
+      need not read Sphinx's printed form, which differs between versions.
     * ``app.status`` / ``app.warning`` (the captured streams) exist from Sphinx 7.3;
       on 7.2 they are ``_status`` / ``_warning``, so they are given both names.
     * ``app.cleanup()`` runs at most once per app. ``build()`` cleans up right after
@@ -33,6 +37,11 @@ def make_app(make_app: Callable[..., Any]) -> Callable[..., Any]:
       second cleanup restores a registry dict that later apps registered into, so the
       next test's apps would warn "directive ... is already registered".
     """
+
+    import sphinx.util.logging
+    from sphinx_fixtures import capturing
+
+    monkeypatch.setattr(sphinx.util.logging, "setup", capturing(sphinx.util.logging.setup))
 
     def make(*args: Any, **kwargs: Any) -> Any:
         app = make_app(*args, **kwargs)
@@ -84,6 +93,29 @@ def assert_no_leak(texts: Iterable[str] = (), roots: Iterable[Path] = (), token:
     for root in roots:
         leaked = files_containing(Path(root), token)
         assert not leaked, f"access token leaked into {leaked}"
+
+
+#: What every real Zensical release requires of the Markdown stack it shares with us.
+ZENSICAL_NEEDS = {"markdown": (3, 7), "pymdown-extensions": (10, 15)}
+
+
+def zensical_command() -> str:
+    """The ``zensical`` command (a test dependency), or a skip where it cannot be installed.
+
+    That is the oldest CI environment: the floors of Markdown and pymdown-extensions are
+    below what Zensical requires, so pip can only install its empty placeholder release
+    there; Zensical runs in the newest environment and the developer's.
+    """
+    from importlib.metadata import version
+
+    exe = shutil.which("zensical")
+    if exe is None:
+        old = {name: version(name) for name, need in ZENSICAL_NEEDS.items()
+               if tuple(int(p) for p in version(name).split(".")[:2]) < need}
+        if old:
+            pytest.skip("no Zensical release installs with " + ", ".join(f"{n} {v}" for n, v in old.items()))
+    assert exe is not None, "zensical is a test dependency"
+    return exe
 
 
 def chromium_path() -> str:

@@ -8,6 +8,7 @@ pointed at the ``emulator`` fixture's loopback URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -72,6 +73,104 @@ def build(make_app: Callable[..., Any], srcdir: Path, buildername: str = "html",
         # so the next app of the same test does not warn "already registered".
         app.cleanup()
     return app
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One warning or error a Sphinx build emitted (after ``suppress_warnings``), as data.
+
+    What tests assert on is ours whatever the Sphinx version: the location, the level,
+    the sentence and the ``type.subtype``. How Sphinx prints them is not: the
+    ``[type.subtype]`` suffix is shown by default only from Sphinx 8 (7.3 has the
+    ``show_warning_types`` setting, 7.2 no way at all), so the suffix comes from the
+    log record's own ``type``/``subtype`` here, not from the printed line.
+    """
+
+    location: str | None  # "path:line", "path" or None, as Sphinx resolved it
+    level: str  # WARNING, ERROR or CRITICAL
+    message: str  # the sentence passed to the logger: no location, level or suffix
+    type: str
+    subtype: str
+
+    @property
+    def file(self) -> str | None:
+        if not self.location:
+            return None
+        path, _, line = self.location.rpartition(":")
+        return path if path and (line.isdigit() or not line) else self.location
+
+    @property
+    def line(self) -> int | None:
+        tail = (self.location or "").rpartition(":")[2]
+        return int(tail) if tail.isdigit() else None
+
+    def __str__(self) -> str:
+        """The line Sphinx 8+ prints for it, with its ``[type.subtype]``, on every version."""
+        where = f"{self.location}: " if self.location else ""
+        kind = f"{self.type}.{self.subtype}" if self.subtype else self.type
+        return f"{where}{self.level}: {self.message}" + (f" [{kind}]" if kind else "")
+
+
+_TYPE_IN_TEXT = re.compile(r" \[(?P<type>[a-z_]+)(?:\.(?P<subtype>[a-z_]+))?\]$")
+
+
+class _Capture(logging.Filter):
+    """Last filter of Sphinx's warning handler: what passes every other filter is shown."""
+
+    def __init__(self, sink: list[Logged]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = getattr(record, "type", None) or ""
+        sub = getattr(record, "subtype", None) or ""
+        message = plain(logging.LogRecord.getMessage(record))
+        for suffix in (f" [{kind}.{sub}]", f" [{kind}]"):  # Sphinx 8 appends it to the message
+            if kind and message.endswith(suffix):
+                message = message[: -len(suffix)]
+                break
+        else:
+            # MyST 3 reports through docutils, writing "[myst.subtype]" into the sentence
+            if not kind and (spelt := _TYPE_IN_TEXT.search(message)):
+                kind, sub = spelt.group("type"), spelt.group("subtype") or ""
+                message = message[: spelt.start()]
+        level = ("CRITICAL" if record.levelno >= logging.CRITICAL
+                 else "ERROR" if record.levelno >= logging.ERROR else "WARNING")
+        self.sink.append(Logged(getattr(record, "location", None) or None, level, message, kind, sub))
+        return True
+
+
+def capturing(setup: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``sphinx.util.logging.setup`` so each app keeps its warnings in ``app.logged``.
+
+    ``conftest.make_app`` installs it for the test, so warnings emitted while the app
+    is made (``config-inited``) are kept too.
+    """
+    from sphinx.util.logging import NAMESPACE, WarningStreamHandler
+
+    def setup_and_capture(app: Any, *args: Any, **kwargs: Any) -> None:
+        setup(app, *args, **kwargs)
+        app.logged = []
+        for handler in logging.getLogger(NAMESPACE).handlers:
+            if isinstance(handler, WarningStreamHandler):
+                handler.addFilter(_Capture(app.logged))
+
+    return setup_and_capture
+
+
+def logged(app: Any) -> list[Logged]:
+    """Every warning and error the app emitted, in order (made by ``conftest.make_app``)."""
+    return list(app.logged)
+
+
+def warning_lines(app: Any) -> list[str]:
+    """The app's warnings as Sphinx 8+ prints them (``[type.subtype]`` shown), on any Sphinx."""
+    return [str(entry) for entry in logged(app)]
+
+
+def ours(app: Any, subtype: str | None = None) -> list[Logged]:
+    """The warnings of type ``sphere`` (and ``subtype``, if given)."""
+    return [w for w in logged(app) if w.type == "sphere" and subtype in (None, w.subtype)]
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

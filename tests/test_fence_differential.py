@@ -57,14 +57,14 @@ compared (the count is printed and checked).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import markdown
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sphere_docs import fences
 from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
 from sphere_docs.settings import SiteSettings
 
@@ -75,6 +75,7 @@ PROBE = "sphereprobe"
 EXAMPLES = 1200
 
 _NAME_RE = re.compile(r":name: (e\d+)\b")
+_DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{sphere-workspace\}(?:[ \t].*)?$")
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 _CODE_RE = re.compile(r"<pre\b.*?</pre>|<code\b.*?</code>", re.DOTALL)
 _PROBE_DIV_RE = re.compile(r'data-probe="(e\d+)"')
@@ -222,11 +223,12 @@ def renderers(engine: str) -> Renderers:
     return RENDERERS[engine]
 
 
-def directive_lines(text: str) -> dict[str, int]:
-    """name -> 1-based line of the directive's opening fence."""
+def seen_directives(engine: str, text: str) -> dict[str, int]:
+    """name -> 1-based line, of each directive the scanner sees (not inside another fence)."""
     lines = text.split("\n")
-    return {m.group(1): k for k, line in enumerate(lines, start=0)
-            if (m := _NAME_RE.search(line)) and k > 0 and OPENING in lines[k - 1]}
+    seen = {block.start for block in fences.scan(lines, engine, _DIRECTIVE_INFO_RE)
+            if block.kind in ("directive", "swallowed", "unfenced")}
+    return {m.group(1): k for k in seen if k + 1 < len(lines) and (m := _NAME_RE.match(lines[k + 1].lstrip()))}
 
 
 def compare(engine: str, text: str) -> None:
@@ -239,9 +241,9 @@ def compare(engine: str, text: str) -> None:
     # no silent drop: directive text shown as text was reported at its line
     shown = set(_NAME_RE.findall(_CODE_RE.sub("", _COMMENT_RE.sub("", out))))
     reported = {e.line for e in reports}
-    for name, line in directive_lines(text).items():
+    for name, index in seen_directives(engine, text).items():
         if name in shown and name not in embeds:
-            assert line in reported, f"\n{text}\n{name} (line {line}) is shown as text, unreported\n{out}"
+            assert index + 1 in reported, f"\n{text}\n{name} (line {index + 1}) is shown as text, unreported\n{out}"
 
 
 # --------------------------------------------------------------------------- the properties
@@ -268,7 +270,3 @@ def test_every_document_was_compared() -> None:
     if set(COUNTS) == {"superfences", "fenced_code"}:
         assert all(count >= EXAMPLES for count in COUNTS.values()), COUNTS
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    yield

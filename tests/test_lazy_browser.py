@@ -256,7 +256,7 @@ def test_upstream_failure_message_and_retry(context: Any, site: Site, endpoint: 
 def test_a_stale_claim_is_dropped(context: Any, site: Site, endpoint: LazyEndpoint, emulator: Any) -> None:
     url = site.write("index.html", page_html(emulator, embed(endpoint.url)))
     page, _ = open_page(context, url)
-    key = f"sphere-docs:{DEMO_PROJECT_ID}:{PAGE}:{default_name(PAGE, parse_options(DEMO_PROJECT_ID, {"mode": "lazy"}))}"
+    key = f"sphere-docs:{DEMO_PROJECT_ID}:{PAGE}:{default_name(PAGE, parse_options(DEMO_PROJECT_ID, {'mode': 'lazy'}))}"
     forged = "v1." + "a" * 32 + ".9999999999." + "A" * 43
     page.evaluate("([k, v]) => localStorage.setItem(k, v)", [key, forged])
     page.get_by_role("button", name="Start workspace").click()

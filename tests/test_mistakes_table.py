@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import markdown
 import pytest
 import yaml
+from conftest import zensical_command
 from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
@@ -136,8 +136,7 @@ def verdict(engine: str, mistake: str, tmp_path: Path, make_app: Any,
         return "error", ours[0]
     if engine == "zensical":
         config = mkdocs_site(tmp_path, md_page, plugin=False)
-        exe = shutil.which("zensical")
-        assert exe is not None
+        exe = zensical_command()
         result = subprocess.run([exe, "build", "--clean", "-f", str(config)], cwd=tmp_path,
                                 capture_output=True, text=True, env=dict(os.environ))
         assert result.returncode == 1 and "Traceback" not in result.stderr

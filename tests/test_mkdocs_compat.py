@@ -7,7 +7,6 @@ without embeds) against the emulator and checks the output HTML.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
+from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak, zensical_command
 from test_mkdocs import LAZY, LOADER, live, loader_right_after_body, run_build, workspace_ids
 
 from sphere_docs.emulator import EmulatorServer
@@ -112,8 +111,7 @@ def test_properdocs_drop_in(emulator: EmulatorServer, tmp_path: Path) -> None:
 
 
 def zensical(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("zensical")
-    assert exe is not None, "zensical is a test dependency"
+    exe = zensical_command()
     return subprocess.run([exe, "build", "--clean", "-f", str(root / "mkdocs.yml")], cwd=root,
                           env=env, capture_output=True, text=True)
 

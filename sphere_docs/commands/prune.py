@@ -48,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..client import ContainersClient
     from ..errors import SphereDocsError
-    from ..provision import LEDGER_NAME, prune
+    from ..provision import LEDGER_NAME, LedgerError, prune
     from ..settings import SiteSettings
 
     cache = Path(args.cache)
-    if not (cache / LEDGER_NAME).exists():
+    try:
+        present = (cache / LEDGER_NAME).exists()
+    except OSError:  # the cache folder cannot be looked into: let the ledger say why
+        present = True
+    if not present:
         print(f"sphere-docs prune: no ledger at {cache / LEDGER_NAME}; nothing to do")
         return 0
     try:
@@ -66,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
         result = prune(cache, endpoint=args.endpoint, dry_run=args.dry_run,
                        client_factory=client_factory, out=sys.stdout)
+    except LedgerError as exc:  # nothing was removed, and the file is left as it is
+        print(f"sphere-docs prune: {exc.sentence}", file=sys.stderr)
+        return 2
     except SphereDocsError as exc:
         print(f"sphere-docs prune: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ import logging as stdlib_logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sphinx.errors import SphinxError
 from sphinx.util import logging
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from sphinx.application import Sphinx
     from sphinx.environment import BuildEnvironment
 
-__all__ = ["SphereBuildError", "setup_extension"]
+__all__ = ["SphereBuildError", "SphereBuildExit", "setup_extension", "stop_build"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,50 @@ class SphereBuildError(SphinxError):
     def __init__(self, message: str, subtype: str = "api"):
         super().__init__(message)
         self.subtype = subtype  #: the warning subtype it is logged with (sphere.api / sphere.config)
+
+
+class SphereBuildExit(SystemExit):
+    """Ends a ``sphinx-build`` run after :func:`stop_build` logged the error: status 2, no crash report.
+
+    ``sphinx-build`` (Sphinx 8.1 and later) treats every ``Exception`` that leaves
+    ``app.build()`` as a crash: it prints "please report this to the developers",
+    the traceback, and saves it as ``sphinx-err-*.log`` in the temp folder.  A
+    provisioning failure is an expected, located error, so under ``sphinx-build``
+    it leaves as ``SystemExit`` (the only exception the command lets through; its
+    ``finally`` blocks still run and Sphinx's buffered warnings are flushed).
+    ``error`` is the :class:`SphereBuildError`.
+    """
+
+    def __init__(self, error: SphereBuildError):
+        super().__init__(2)
+        self.error = error
+
+
+def _under_sphinx_build() -> bool:
+    """Is this build run by ``sphinx-build`` / ``python -m sphinx`` (``build_main`` on the stack)?"""
+    import sys
+
+    cmd = sys.modules.get("sphinx.cmd.build")
+    code = getattr(getattr(cmd, "build_main", None), "__code__", None)
+    frame = sys._getframe(1)
+    while frame is not None and code is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def stop_build(err: SphereBuildError) -> NoReturn:
+    """End the build with ``err``: logged as a Sphinx error where authors read warnings, then raised.
+
+    Under ``sphinx-build`` it is raised as :class:`SphereBuildExit` (exit status 2,
+    the message, no crash report or crash file); called through the API
+    (``Sphinx(...).build()``, ``sphinx.testing``) as the :class:`SphereBuildError`.
+    """
+    logger.error(str(err), type="sphere", subtype=err.subtype)
+    if _under_sphinx_build():
+        raise SphereBuildExit(err) from None
+    raise err
 
 
 def setup_extension(app: Sphinx) -> dict[str, Any]:
@@ -129,10 +173,7 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
     try:
         outcomes = _resolve(settings, pending, unchanged, scope=scope)
     except SphereBuildError as err:
-        # Sphinx 9 prints a raised error inside a long crash report; say it plainly in the
-        # build log first, where authors read warnings.
-        logger.error(str(err), type="sphere", subtype=err.subtype)
-        raise
+        stop_build(err)
     if not pending:
         return []
     for embed in pending:
@@ -249,7 +290,12 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         return
     assert isinstance(builder, StandaloneHTMLBuilder)
     data = env_data(app.env)
-    write_manifest(Path(builder.outdir) / MANIFEST_NAME, [(e.page, e.spec) for e in data.all_embeds()])
+    manifest = Path(builder.outdir) / MANIFEST_NAME
+    try:
+        write_manifest(manifest, [(e.page, e.spec) for e in data.all_embeds()])
+    except OSError as exc:
+        stop_build(SphereBuildError(f"sphere-workspaces: cannot write {manifest}: "
+                                    f"{exc.strerror or exc}", subtype="config"))
 
     pages = _pages_with_embeds(app, data.embeds)
     if not pages:
@@ -271,11 +317,16 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
             decide(e.spec, data.outcomes.get(e.key), settings.lazy_endpoint)[0] == "lazy"
             for e in page_embeds
         )
-        text = path.read_text(encoding=encoding)
-        new = html.inject_after_body(text, snippets[has_lazy])
-        if new != text:
-            # never a half-written page (a reader may be serving the folder); keeps the page's mode
-            atomic_write_text(path, new, encoding=encoding, errors="xmlcharrefreplace")
+        try:
+            text = path.read_text(encoding=encoding)
+            new = html.inject_after_body(text, snippets[has_lazy])
+            if new != text:
+                # never a half-written page (a reader may be serving the folder); keeps the page's mode
+                atomic_write_text(path, new, encoding=encoding, errors="xmlcharrefreplace")
+        except (OSError, UnicodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            stop_build(SphereBuildError(f"sphere-workspaces: cannot add the SDK loader to {path}: {why}",
+                                        subtype="config"))
 
 
 def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
