@@ -30,7 +30,7 @@ def installed(dist: str) -> str:
 
 
 def row(cells: list[str]) -> str:
-    return " | ".join(cell.ljust(width) for cell, width in zip(cells, WIDTH.values())).rstrip()
+    return " | ".join(cell.ljust(width) for cell, width in zip(cells, WIDTH.values(), strict=True)).rstrip()
 
 
 def main(argv: list[str]) -> None:

@@ -10,11 +10,15 @@ Three syntaxes are found:
   belongs to an MkDocs site (an ``mkdocs.yml`` above it) is converted with
   that site's ``markdown_extensions``, read with MkDocs' own loader, so an
   embed inside an admonition or a tab is found exactly when MkDocs would
-  render it.
+  render it.  What is code is decided by :mod:`sphere_docs.fences` with the
+  site's fence extension's rules, and the build's warnings (a ``:::`` colon
+  fence, directive text the page shows as text) are check's warnings.
 * MyST pages of a Sphinx project (a ``conf.py`` above them): as above, after
   unwrapping MyST container directives (```` ````{note} ````, ``:::{tip}``) so
   embeds nested in them are seen, turning ``:::{sphere-workspace}`` colon
-  fences into backtick fences, and scanning ``{eval-rst}`` blocks as rST.
+  fences into backtick fences, blanking out code blocks (markdown-it's
+  closing rule: :func:`sphere_docs.fences.commonmark_closes`), and scanning
+  ``{eval-rst}`` blocks as rST.
 * reStructuredText pages (``.rst``): ``.. sphere-workspace::`` directives,
   found by a small indentation-aware scanner that skips literal blocks
   (``::``), code directives and comments, and splits the directive block the
@@ -40,7 +44,8 @@ from typing import Any
 import yaml
 from markdown import Markdown
 
-from .markdown import DIRECTIVE, EXTENSION_NAMES, SphereWorkspaceExtension, closes_fence
+from . import fences
+from .markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, SphereWorkspaceExtension
 from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SiteSettings
@@ -341,11 +346,11 @@ _MYST_OPTION_RE = re.compile(r"^[ \t]*:[\w-]+:")
 MYST_LITERAL_DIRECTIVES = RST_LITERAL_DIRECTIVES | {"eval-rst"}
 
 
-def _fence_end(lines: list[str], start: int, fence: str) -> int:
-    """Index of the closing fence line (``len(lines)`` when it is never closed)."""
+def _fence_end(lines: list[str], start: int, fence: str, indent: int = 0) -> int:
+    """Index of the closing fence line (``len(lines)`` when it is never closed), by markdown-it's rule."""
     i = start
     while i < len(lines):
-        if closes_fence(lines[i], fence):
+        if fences.commonmark_closes(lines[i], fence, indent):
             return i
         i += 1
     return i
@@ -355,23 +360,24 @@ def _fence_end(lines: list[str], start: int, fence: str) -> int:
 class _Prepared:
     lines: list[str]
     rst: list[tuple[int, list[str]]] = field(default_factory=list)  #: (0-based start, lines)
-    colon_embeds: list[int] = field(default_factory=list)  #: 0-based lines of ::: embeds left alone
 
 
-def _prepare_markdown(lines: list[str], *, myst: bool) -> _Prepared:
+def _prepare_markdown(lines: list[str], *, myst: bool = True) -> _Prepared:
     """Line-for-line rewrite (numbers never shift) so the Markdown extension sees MyST embeds.
 
-    ``myst``: unwrap container directives, turn ``:::{sphere-workspace}`` into a
-    backtick fence and hand ``{eval-rst}`` bodies to the rST scanner.  Without
-    it only the ``:::`` embeds are noted (they are text outside MyST).
+    Unwrap container directives, turn ``:::{sphere-workspace}`` into a backtick
+    fence, blank out code blocks (markdown-it's fences: the page's Markdown
+    instance has no fence extension) and hand ``{eval-rst}`` bodies to the rST
+    scanner.  Pages outside MyST go to the extension as they are: it reads
+    their fences by their engine's rules and reports ``:::`` fences itself.
     """
     out = list(lines)
     prepared = _Prepared(out)
-    open_containers: list[str] = []
+    open_containers: list[tuple[str, int]] = []
     i, n = 0, len(lines)
     while i < n:
         line = lines[i]
-        if open_containers and closes_fence(line, open_containers[-1]):
+        if open_containers and fences.commonmark_closes(line, *open_containers[-1]):
             out[i] = ""
             open_containers.pop()
             i += 1
@@ -381,14 +387,13 @@ def _prepare_markdown(lines: list[str], *, myst: bool) -> _Prepared:
             i += 1
             continue
         fence, info = m["fence"], m["info"]
+        indent = len(m["indent"].expandtabs(4))
         named = _MYST_NAME_RE.match(info)
         name = named["name"].lower() if named else None
-        if fence[0] == ":" and not (myst and name):
-            if name == DIRECTIVE:
-                prepared.colon_embeds.append(i)
-            i += 1  # outside MyST, or no directive: a line of text
+        if fence[0] == ":" and not name:
+            i += 1  # no directive: a line of text
             continue
-        end = _fence_end(lines, i + 1, fence)
+        end = _fence_end(lines, i + 1, fence, indent)
         if name == DIRECTIVE:
             if fence[0] == ":":
                 inner = max((len(f["fence"]) for row in lines[i + 1:end]
@@ -399,16 +404,16 @@ def _prepare_markdown(lines: list[str], *, myst: bool) -> _Prepared:
                     out[end] = m["indent"] + ticks
             i = end + 1
             continue
-        if not myst or name is None or name in MYST_LITERAL_DIRECTIVES:
-            if myst and name == "eval-rst":
+        if name is None or name in MYST_LITERAL_DIRECTIVES:
+            if name == "eval-rst":
                 prepared.rst.append((i + 1, lines[i + 1:end]))
-                for k in range(i, min(end + 1, n)):
-                    out[k] = ""
+            for k in range(i, min(end + 1, n)):
+                out[k] = ""
             i = end + 1  # a code block: nothing in it is an embed
             continue
         # a container directive: its body is Markdown that may hold embeds
         out[i] = ""
-        open_containers.append(fence)
+        open_containers.append((fence, indent))
         k = i + 1
         if k < n and lines[k].strip() == "---":
             close = next((j for j in range(k + 1, n) if lines[j].strip() == "---"), None)
@@ -465,9 +470,12 @@ class _MarkdownChecker:
                 file, None, f"{DIRECTIVE}: cannot check this page: Markdown failed with "
                 f"{type(exc).__name__}: {exc}"))
             return result
-        embeds, errors = self.extension.finish_page()
+        warnings: list[DirectiveError] = []
+        embeds, errors = self.extension.finish_page(warnings)
         for embed in embeds:
             result.embeds.append(FoundEmbed(file, embed.line, embed.spec, "markdown"))
+        for warning in warnings:  # directive text the page shows as text (a ':::' fence...): as the build
+            result.problems.append(Problem(file, warning.line, warning.message, severity="warning"))
         for err in errors:
             opt = err.option_error
             result.problems.append(Problem(
@@ -484,20 +492,15 @@ def scan_markdown(text: str, file: str, checker: _MarkdownChecker, *, myst: bool
                   default_mode: str = "build") -> CheckResult:
     """Every embed of a Markdown page (MyST rules when ``myst``), validated."""
     body, offset = _strip_front_matter(text.replace("\r\n", "\n"))
-    prepared = _prepare_markdown(body.split("\n"), myst=myst)
-    result = checker.check("\n".join(prepared.lines), file, offset)
-    for start, rows in prepared.rst:
-        result.add(scan_rst("\n".join(rows), file, line_offset=offset + start,
-                            default_mode=default_mode))
+    if not myst:  # the extension reads the page as the build does
+        result = checker.check(body, file, offset)
+    else:
+        prepared = _prepare_markdown(body.split("\n"))
+        result = checker.check("\n".join(prepared.lines), file, offset)
+        for start, rows in prepared.rst:
+            result.add(scan_rst("\n".join(rows), file, line_offset=offset + start,
+                                default_mode=default_mode))
     result.pages = [file]
-    for index in prepared.colon_embeds:
-        result.counts[file] = result.counts.get(file, 0) + 1
-        result.problems.append(Problem(
-            file, offset + index + 1,
-            f"{DIRECTIVE}: a ':::' fence is an embed only in Sphinx with MyST's colon_fence; "
-            "here it is shown as text; expected a ``` fence",
-            severity="warning",
-        ))
     result.problems.sort(key=lambda p: (p.line or 0))
     result.embeds.sort(key=lambda e: e.line)
     return result

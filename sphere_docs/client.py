@@ -76,12 +76,13 @@ only when the request surely was not sent (connect error) or the server said
 it was not processed (429, 503).  On a read timeout, a reset after sending, a
 502/504 or an unparsable 2xx answer it raises with ``maybe_processed=True``
 instead of guessing.  The provisioner (``sphere_docs.provision``) then applies
-the site's ``on_error`` policy for that embed and says that an unrecorded
-workspace may exist; such a workspace is never entered, so the platform
-removes it after its inactivity timeout.  Listing the project's workspaces to
-"find ours" is deliberately not done: nothing in a workspace identifies who
-created it, and adopting a reader's workspace (created by the lazy endpoint
-in the same project) would publish it on a public page.
+the site's ``on_error`` policy for that embed and keeps the create's *intent*
+in the ledger.  The next build lists the project's workspaces and adopts one
+only when it matches the intent exactly (same creation options, created in the
+intent's time window, never entered, owned by no ledger entry, the only such
+candidate); nothing in a workspace says who created it, and a reader's lazy
+workspace is entered as soon as it is created, so it is never adopted.  The
+client itself never lists to "find ours".
 """
 
 from __future__ import annotations

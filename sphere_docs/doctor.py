@@ -462,8 +462,8 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     if missing:
         report.line(f"ledger: {where}: no workspaces yet (the first build creates it)")
         return
-    api = settings.api.api_base
-    entries = {k: e for k, e in data["entries"].items() if Ledger.entry_api_base(k, e) == api}
+    api = settings.api.api_base if settings.endpoint else None  # (no endpoint: nothing is checked)
+    entries = {k: e for k, e in data["entries"].items() if api is None or Ledger.entry_api_base(k, e) == api}
     elsewhere = len(data["entries"]) - len(entries)
     used = Ledger.used_keys(data)
     unused = sum(1 for k in entries if k not in used)
@@ -500,7 +500,7 @@ def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None
     _report_intents(report, data, api, client)
 
 
-def _report_intents(report: _Report, data: Mapping[str, Any], api: str, client: Any) -> None:
+def _report_intents(report: _Report, data: Mapping[str, Any], api: str | None, client: Any) -> None:
     """Creates that an interrupted build left without an answer: each may have made a workspace."""
     from .client import SphereEngineError
     from .provision import describe_intent, intent_in_flight, match_intents

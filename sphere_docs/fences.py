@@ -340,9 +340,10 @@ def scan(
         line = lines[i]
         if shadow is not None:
             step = _superfences_step(shadow, line, strict_quotes)
+            if step == "content":
+                _swallowed_line(blocks, shadow.block, "unfenced", line, i, directive, colon)
             if step != "drop":
-                if step == "content":
-                    _swallowed_line(blocks, shadow.block, "unfenced", line, i, directive, colon)
+                shadow = shadow if step == "content" else None
                 i += 1
                 continue
             shadow = None  # a line that ends it is read as usual: the engine never saw that fence

@@ -50,10 +50,10 @@ Processors (name, priority):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-import sys
 import sys
 import xml.etree.ElementTree as etree
 from collections.abc import Callable, Mapping, Sequence
@@ -113,7 +113,11 @@ _SLOT_RE = re.compile(
     re.DOTALL,
 )
 _MARKER = "\x02sphere-workspace:"  #: the start of a marker after _MarkerPreprocessor
-_LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace:(?P<number>\\d+)\x03")
+#: directive text put back before the inline processor runs, where the page shows it: a tracker
+#: after it finds out whether inline code or an inline comment holds it (then it is no warning)
+_TRACKER = "\x02sphere-workspace-text:{}\x03"
+_ANY_MARK = "\x02sphere-workspace"  #: the start of a marker or a tracker
+_LEAD_MARKER_RE = re.compile("(?P<lead>[ \t]*)\x02sphere-workspace(?P<track>-text)?:(?P<number>\\d+)\x03")
 #: a marker, and the spaces after it on its line
 _MARKER_RE = re.compile("\x02sphere-workspace:(?P<number>\\d+)\x03[ \t]*")
 #: elements of the final HTML whose text is code, not prose
@@ -194,8 +198,11 @@ class _Directive:
     def __init__(self, number: int, line: int, prefix: str, cont: str, raw: list[str],
                  kind: str = "live", note: str = "") -> None:
         self.number = number
-        #: "live": a directive fence; "swallowed" (inside a fence never closed) and "colon" (a ':::'
-        #: fence) are never claimed: their marker only finds out whether the page shows them as text
+        #: "live": a directive fence.  The others are text for the renderer and never claimed: their
+        #: marker only finds out whether the page shows them (then: a warning, or for "unclosed", a
+        #: directive fence never closed, its error) — "swallowed" (inside a fence never closed),
+        #: "unfenced" (inside a fence the engine does not read), "colon" (a ':::' fence),
+        #: "reverted" (put back by superfences' code block rule), "verbatim" (a line to keep as is)
         self.kind = kind
         self.note = note  #: the warning when the page shows it as text (non-live kinds)
         self.reported = False
@@ -306,10 +313,8 @@ def _fence_rules(md: Markdown) -> tuple[str, dict[str, Any]]:
         hooks["header_ok"] = header_ok
     quotes = getattr(pre, "is_pymdownx_quotes_logic", None)
     if callable(quotes):
-        try:
+        with contextlib.suppress(Exception):  # an internal of another package: its default then
             hooks["strict_quotes"] = bool(quotes())
-        except Exception:  # noqa: BLE001  (an internal of another package: its defaults then)
-            pass
     return fences.SUPERFENCES, hooks
 
 
@@ -317,7 +322,7 @@ def _superfences_header(pre: Any) -> Callable[[str, int], bool] | None:
     """superfences' own verdict on a header (its validators, custom fences and settings decide)."""
     start_re = getattr(sys.modules.get(type(pre).__module__), "RE_NESTED_FENCE_START", None)
     names = ("get_hl_settings", "clear", "handle_unrecognized", "handle_attrs", "parse_options")
-    methods = [getattr(pre, name, None) for name in names]
+    methods: list[Any] = [getattr(pre, name, None) for name in names]
     if start_re is None or not all(callable(m) for m in methods):
         return None
     get_hl_settings, clear, unrecognized, attrs, options = methods
@@ -334,7 +339,7 @@ def _superfences_header(pre: Any) -> Callable[[str, int], bool] | None:
             if m.group("attrs"):
                 return bool(attrs(m))
             return bool(options(m))
-        except Exception:  # noqa: BLE001  (a validator that fails: superfences then fails the page itself)
+        except Exception:  # a validator that fails: superfences then fails the page itself
             return False
         finally:
             clear()
@@ -345,10 +350,10 @@ def _superfences_header(pre: Any) -> Callable[[str, int], bool] | None:
 def _fenced_code_header(pre: Any) -> Callable[[str], bool]:
     """fenced_code's verdict on a column-0 opening line: its own pattern, and its attribute check."""
     block_re = getattr(type(pre), "FENCED_BLOCK_RE", None)
-    try:
-        from markdown.extensions.attr_list import get_attrs_and_remainder
-    except ImportError:  # older Markdown: fenced_code did not check what follows the braces
-        get_attrs_and_remainder = None
+    from markdown.extensions import attr_list
+
+    # (older Markdown: fenced_code did not check what follows the braces)
+    get_attrs_and_remainder: Callable[[str], Any] | None = getattr(attr_list, "get_attrs_and_remainder", None)
 
     def header_ok(line: str) -> bool:
         if block_re is None:
@@ -421,8 +426,9 @@ class _DirectivePreprocessor(Preprocessor):
             done = block.end
             number = len(doc.directives)
             line_no = block.start + 1 + doc.line_offset
+            kind = block.kind if block.kind != "directive" else "live" if block.closed else "unclosed"
             directive = _Directive(number, line_no, block.prefix, block.cont, lines[block.start:block.end],
-                                   kind="live" if block.kind == "directive" else block.kind)
+                                   kind=kind)
             doc.directives[number] = directive
             marker = block.prefix + _RAW_MARKER.format(number)
             if rules == fences.FENCED_CODE and block.closed and not block.prefix:
@@ -442,11 +448,8 @@ class _DirectivePreprocessor(Preprocessor):
 
     def _directive(self, doc: _Document, directive: _Directive, block: fences.Block) -> None:
         if not block.closed:
-            directive.error = DirectiveError(
-                f"{DIRECTIVE}: the fence opened here is never closed; "
-                f"expected a closing {block.fence} line at the same indentation",
-                page=doc.page or None, line=directive.line,
-            )
+            directive.error = DirectiveError(unclosed_fence(block.fence), page=doc.page or None,
+                                             line=directive.line)
             return
         m = _DIRECTIVE_INFO_RE.match(block.info)
         assert m is not None
@@ -588,7 +591,8 @@ class _CodeRevertProcessor(BlockProcessor):
     def test(self, parent: etree.Element, block: str) -> bool:
         if _MARKER not in block or self.ext._doc is None:
             return False
-        code = self.parser.blockprocessors["code"] if "code" in self.parser.blockprocessors else None
+        processors = self.parser.blockprocessors
+        code = processors["code"] if "code" in processors else None  # noqa: SIM401  (a Registry: no .get)
         if code is None or not callable(getattr(code, "revert_greedy_fences", None)):
             return False  # not superfences': fences are never put back
         if getattr(code, "config", {}).get("disable_indented_code_blocks", False):
@@ -610,19 +614,27 @@ class _CodeRevertProcessor(BlockProcessor):
         return False
 
 
-def _restore(text: str, doc: _Document, *, escape: bool | Callable[[str, int], bool]) -> str:
-    """Put the original source back for every marker in ``text``.
+def _restore(text: str, doc: _Document, *, escape: bool | Callable[[str, int], bool],
+             dead_only: bool = False, track: bool = False) -> str:
+    """Put the original source back for every marker in ``text``, and drop the trackers.
 
     ``escape``: whether to HTML-escape it (in code), or a test of the marker's position
     (inside an HTML comment, so that a ``-->`` of the source does not end it early).
+    ``dead_only``: only the markers of directive text that is no fence (before the inline
+    processor: it must see the text the renderer would), each followed by a tracker if
+    ``track``; live markers and trackers stay.
     """
 
     def original(m: re.Match[str]) -> str:
+        if m["track"]:
+            return m.group(0) if dead_only else m["lead"]
         directive = doc.directives.get(int(m.group("number")))
-        if directive is None:
+        if directive is None or (dead_only and directive.kind == "live"):
             return m.group(0)
         lead = m.group("lead")
         rows = [directive.raw[0][len(directive.prefix):]]
+        if track and directive.kind != "verbatim":
+            rows[0] += _TRACKER.format(directive.number)
         for row in directive.raw[1:]:
             inner = _strip_prefix(row, directive.cont)
             rows.append(lead + (inner if inner is not None else row.lstrip()))
@@ -634,18 +646,48 @@ def _restore(text: str, doc: _Document, *, escape: bool | Callable[[str, int], b
     return _LEAD_MARKER_RE.sub(original, text)
 
 
-class _ClaimTreeprocessor(Treeprocessor):
-    """Claim each directive whose marker line the page shows as text; put every other marker back.
+class _TextTreeprocessor(Treeprocessor):
+    """Before the inline processor: directive text that is no fence goes back to source text.
 
-    The marker is a line of text where the renderer would have put the fence's
-    own placeholder line, so the block parser places it exactly where it would
-    have placed the fence: in a paragraph, a list item, a heading, an indented
-    code block.  Before the inline processor runs, a marker on a line of its own
-    in an element's text (not code, not inside an inline HTML comment) becomes
-    the directive's slot, its caption parsed as Markdown inside it; text around it
-    stays where it was (a paragraph is cut in two).  Markers in code go back to
-    source text silently; markers of directive text that is no fence, and live
-    ones that could not be claimed, go back with a warning where they are shown.
+    Markers of swallowed directives, colon fences and the like are text for the
+    renderer, so the inline processor must see their text (it may make code
+    spans or comments of it); a tracker after each (none in code) tells
+    ``_ClaimTreeprocessor`` and ``_EmbedPostprocessor`` where it ended up.
+    """
+
+    def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
+        super().__init__(md)
+        self.ext = ext
+
+    def run(self, root: etree.Element) -> None:
+        doc = self.ext._doc
+        if doc is None or all(d.kind == "live" for d in doc.directives.values()):
+            return
+        stack: list[tuple[etree.Element, bool]] = [(root, False)]
+        while stack:
+            el, in_code = stack.pop()
+            code = in_code or el.tag in ("pre", "code")
+            if el.text and _MARKER in el.text:
+                text_code = code or isinstance(el.text, AtomicString)
+                el.text = _like(el.text, _restore(el.text, doc, escape=text_code, dead_only=True,
+                                                  track=not text_code))
+            if el.tail and _MARKER in el.tail:
+                el.tail = _restore(el.tail, doc, escape=in_code, dead_only=True, track=not in_code)
+            stack.extend((child, code) for child in reversed(el))
+
+
+class _ClaimTreeprocessor(Treeprocessor):
+    """Claim each directive whose marker the page shows; put every other marker back.
+
+    The marker is text where the renderer would have put the fence's own
+    placeholder, so the block parser and the inline processor place it exactly
+    where they would have placed that: in a paragraph, a list item, a heading, an
+    indented code block, an inline HTML comment (then it is in the HTML stash, and
+    ``_EmbedPostprocessor`` puts it back).  Running after the inline processor,
+    a live marker wherever the tree shows it becomes the directive's slot (its
+    caption parsed as Markdown inside it), a paragraph holding one is cut in two
+    around it; markers in a code block go back to source text silently, markers
+    of directive text that is no fence go back with a warning.
     """
 
     def __init__(self, md: Markdown, ext: SphereWorkspaceExtension):
@@ -658,81 +700,85 @@ class _ClaimTreeprocessor(Treeprocessor):
             return
         stack: list[tuple[etree.Element, etree.Element | None, bool]] = [(root, None, False)]
         while stack:
-            el, parent, in_code = stack.pop()
-            code = in_code or el.tag in ("code", "pre")
-            if el.text and _MARKER in el.text:
-                if not code and not isinstance(el.text, AtomicString):
-                    pieces = self._pieces(doc, el.text)
-                    if pieces is not None:
-                        if el.tag == "p" and parent is not None:
-                            self._split_paragraph(doc, parent, el, pieces)
-                            stack.append((parent, None, in_code))  # its new paragraphs, once more
-                            continue
-                        el.text = pieces[0].rstrip("\n") or None
-                        self._insert(doc, el, 0, pieces)
-                if el.text and _MARKER in el.text:
-                    self._put_back(doc, el, "text", code)
-            if el.tail and _MARKER in el.tail and parent is not None:
-                pieces = None if in_code else self._pieces(doc, el.tail)
-                if pieces is not None:
-                    el.tail = pieces[0].rstrip("\n") or None
-                    self._insert(doc, parent, list(parent).index(el) + 1, pieces)
-                if el.tail and _MARKER in el.tail:
-                    self._put_back(doc, el, "tail", in_code)
-            stack.extend((child, el, code) for child in reversed(el))
+            el, parent, in_pre = stack.pop()
+            pre = in_pre or el.tag == "pre"
+            if not pre and self._has_marker(el):
+                made = self._claim(doc, el, parent)
+                if made is not None:  # a paragraph cut in two: visit its parts instead
+                    stack.extend((p, parent, in_pre) for p in reversed(made) if p.tag == "p")
+                    continue
+            for where, holder in (("text", el), *(("tail", child) for child in el)):
+                text = holder.text if where == "text" else holder.tail
+                if text and _ANY_MARK in text:
+                    self._put_back(doc, holder, where, pre)
+            stack.extend((child, el, pre) for child in reversed(el) if "data-sphere-slot" not in child.attrib)
 
-    def _pieces(self, doc: _Document, text: str) -> list[Any] | None:
-        """``text`` cut at its claimable markers: ``[text, directive, text, ...]``, or None.
+    @staticmethod
+    def _has_marker(el: etree.Element) -> bool:
+        return bool(el.text and _MARKER in el.text) or any(c.tail and _MARKER in c.tail for c in el)
 
-        A marker is claimed wherever the text holds it, as the renderer substitutes its
-        placeholders wherever they are (a container's prefix it did not strip, such as
-        the ``>`` of a quote in a list item's lazy line, stays text before it).
+    def _claim(self, doc: _Document, el: etree.Element, parent: etree.Element | None) -> list[etree.Element] | None:
+        """Slots for the live markers of ``el``'s own text runs (its text, its children's tails).
+
+        Returns the paragraphs that replace ``el`` when it is a paragraph that was cut.
         """
-        pieces: list[Any] = []
-        pos = 0
-        for m in _MARKER_RE.finditer(text):
-            directive = doc.directives.get(int(m["number"]))
-            if directive is None or directive.kind != "live":
+        items: list[Any] = [el.text or ""]  # text, child, tail, child, tail...
+        for child in el:
+            items += [child, child.tail or ""]
+        content: list[Any] = []  # the same, cut at claimed markers (_Directive between the parts)
+        claimed = False
+        for item in items:
+            if not isinstance(item, str) or _MARKER not in item:
+                content.append(item)
                 continue
-            if directive.claimed:  # a copy (another extension duplicated the line): left as text
-                doc.stray_markers = True
-                continue
-            if "<!--" in text and _inside_comment(text, m.start()):
-                continue
-            pieces += [text[pos:m.start()], directive]
-            pos = m.end()
-        if not pieces:
+            pos = 0
+            for m in _MARKER_RE.finditer(item):
+                directive = doc.directives.get(int(m["number"]))
+                if directive is None or directive.kind != "live":
+                    continue
+                if directive.claimed:  # a copy (another extension duplicated the line): left as text
+                    doc.stray_markers = True
+                    continue
+                content += [_like(item, item[pos:m.start()]), directive]
+                pos = m.end()
+                claimed = True
+            content.append(_like(item, item[pos:]))
+        if not claimed:
             return None
-        pieces.append(text[pos:])
-        return pieces
-
-    def _insert(self, doc: _Document, parent: etree.Element, index: int, pieces: list[Any]) -> None:
-        """The slots of ``pieces[1::2]`` into ``parent`` from ``index``, the text after each as its tail."""
-        for k in range(1, len(pieces), 2):
-            slot = self._slot(doc, pieces[k])
-            slot.tail = pieces[k + 1].strip("\n") or None
-            parent.insert(index, slot)
-            index += 1
-
-    def _split_paragraph(self, doc: _Document, parent: etree.Element, p: etree.Element,
-                         pieces: list[Any]) -> None:
-        """A paragraph holding markers: paragraphs of the text around them, the slots between."""
-        index = list(parent).index(p)
-        parent.remove(p)
-        made: list[etree.Element] = []
-        for k, piece in enumerate(pieces):
-            if k % 2:
-                made.append(self._slot(doc, piece))
-            elif piece.strip():
-                para = etree.Element("p", dict(p.attrib) if not made else {})
-                para.text = piece.strip("\n")
-                made.append(para)
-        if made and made[-1].tag == "p":
-            made[-1].extend(list(p))
-        made[-1].tail = p.tail
-        for el in made:
-            parent.insert(index, el)
-            index += 1
+        tail = el.tail
+        el.text = None
+        for child in list(el):
+            el.remove(child)
+        parts: list[list[Any]] = [[]]  # runs of content between the slots
+        slots: list[etree.Element] = []
+        for piece in content:
+            if isinstance(piece, _Directive):
+                slots.append(self._slot(doc, piece))
+                parts.append([])
+            else:
+                parts[-1].append(piece)
+        if el.tag == "p" and parent is not None:
+            index = list(parent).index(el)
+            parent.remove(el)
+            made: list[etree.Element] = []
+            for k, part in enumerate(parts):
+                if k:
+                    made.append(slots[k - 1])
+                if any(not isinstance(x, str) or x.strip() for x in part):
+                    para = etree.Element("p", dict(el.attrib) if k == 0 else {})
+                    _fill(para, part, strip=True)
+                    made.append(para)
+            made[-1].tail = tail
+            for new in made:
+                parent.insert(index, new)
+                index += 1
+            return made
+        _fill(el, parts[0], strip=False)
+        for slot, part in zip(slots, parts[1:], strict=True):
+            el.append(slot)
+            _fill(el, part, strip=False, after=slot)
+        el.tail = tail
+        return None
 
     def _slot(self, doc: _Document, directive: _Directive) -> etree.Element:
         directive.claimed = True
@@ -747,22 +793,54 @@ class _ClaimTreeprocessor(Treeprocessor):
         slot = etree.Element("div", {"data-sphere-slot": f"{doc.nonce}-{directive.number}"})
         if directive.caption:
             self.md.parser.parseChunk(slot, directive.caption)
+            if "inline" in self.md.treeprocessors:  # it ran on the page already: now on the caption
+                self.md.treeprocessors["inline"].run(slot)
         # an element, not a comment: the inline processor cannot walk comments
         etree.SubElement(slot, "span", {"data-sphere-slot-end": f"{doc.nonce}-{directive.number}"})
         return slot
 
-    def _put_back(self, doc: _Document, el: etree.Element, where: str, code: bool) -> None:
-        """The source text of the markers left in ``el``'s text or tail; a warning unless in code."""
-        text = el.text if where == "text" else el.tail
+    def _put_back(self, doc: _Document, holder: etree.Element, where: str, pre: bool) -> None:
+        """The source text of the markers left in a text run, no trackers; a warning unless in a code block.
+
+        Inline code counts as shown: directive text lands in a code span when its own
+        backticks pair up with others, which is no example the author wrote.
+        """
+        text = holder.text if where == "text" else holder.tail
         assert text is not None
-        if not code:  # shown as text (unless an inline comment hides it): say so
-            self.ext._report_text(doc, text, _inside_comment)
-        if where == "tail":
-            el.tail = _restore(text, doc, escape=_inside_comment)
-            return
-        escape = el.tag == "code" or isinstance(text, AtomicString)
-        restored = _restore(text, doc, escape=escape or _inside_comment)
-        el.text = AtomicString(restored) if isinstance(text, AtomicString) else restored
+        if not pre:
+            self.ext._report_text(doc, text, _never)
+        restored = _like(text, _restore(text, doc, escape=pre or isinstance(text, AtomicString)))
+        if where == "text":
+            holder.text = restored
+        else:
+            holder.tail = restored
+
+
+def _never(text: str, pos: int) -> bool:
+    return False
+
+
+def _like(model: str, text: str) -> str:
+    """``text``, an AtomicString (not to be processed again) when ``model`` is one."""
+    return AtomicString(text) if isinstance(model, AtomicString) else text
+
+
+def _fill(el: etree.Element, part: list[Any], *, strip: bool, after: etree.Element | None = None) -> None:
+    """Append a run of content (text, child, text, ...) to ``el``, its first text after ``after``."""
+    last = after
+    for piece in part:
+        if isinstance(piece, str):
+            if strip:
+                piece = _like(piece, piece.strip("\n"))
+            if not piece:
+                continue
+            if last is None:
+                el.text = _like(piece, (el.text or "") + piece)
+            else:
+                last.tail = _like(piece, (last.tail or "") + piece)
+        else:
+            el.append(piece)
+            last = piece
 
 
 class _EmbedPostprocessor(Postprocessor):
@@ -774,9 +852,9 @@ class _EmbedPostprocessor(Postprocessor):
         doc = self.ext._doc
         if doc is None or not doc.directives:
             return text
-        if _MARKER in text:  # markers left inside raw HTML blocks: shown unless in a comment or <pre>
+        if _ANY_MARK in text:  # markers left inside raw HTML: shown unless in a comment or <pre>
             self.ext._report_text(doc, text, _inside_code_html)
-            text = _restore(text, doc, escape=_inside_comment)
+            text = _restore(text, doc, escape=_inside_code_html)
         if "data-sphere-slot" not in text:  # toc runs postprocessors on every heading too
             return text
         if not doc.claimed:
@@ -867,7 +945,8 @@ class SphereWorkspaceExtension(Extension):
         md.parser.blockprocessors.register(
             _CodeRevertProcessor(md.parser, self), "sphere_workspace_code_revert", 80.5
         )
-        md.treeprocessors.register(_ClaimTreeprocessor(md, self), "sphere_workspace", 25)
+        md.treeprocessors.register(_TextTreeprocessor(md, self), "sphere_workspace_text", 25)
+        md.treeprocessors.register(_ClaimTreeprocessor(md, self), "sphere_workspace", 19)
         md.postprocessors.register(_EmbedPostprocessor(md, self), "sphere_workspace", 25)
 
     def reset(self) -> None:
@@ -922,6 +1001,9 @@ class SphereWorkspaceExtension(Extension):
             if directive is None or directive.reported or directive.claimed or hidden(text, m.start()):
                 continue
             directive.reported = True
+            if directive.kind == "unclosed" and directive.error is not None:
+                self._directive_error(directive.error)
+                continue
             message = directive.note or (
                 f"{DIRECTIVE}: this directive is shown as text, not as an embed: Markdown reads it as part "
                 "of the text or raw HTML around it; expected the fence on lines of its own, outside raw HTML "

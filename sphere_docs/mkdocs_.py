@@ -201,8 +201,11 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
     def on_page_content(self, html_: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
         assert self.extension is not None
         src = page.file.src_uri
-        embeds, errors = self.extension.finish_page()
+        warnings: list[DirectiveError] = []  # directive text the page shows as text: --strict fails
+        embeds, errors = self.extension.finish_page(warnings)
         self.rendered.add(src)
+        for warning in warnings:
+            log.warning(str(warning))
         for err in errors:
             log.error(str(err))
         self.errors.extend(errors)

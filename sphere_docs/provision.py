@@ -123,7 +123,7 @@ from .client import (
     Workspace,
 )
 from .errors import SphereDocsError
-from .fileio import atomic_write_json
+from .fileio import atomic_write_text
 from .html import TOKEN_RE, WORKSPACE_ID_RE
 from .naming import legacy_adoptions
 from .options import WorkspaceSpec
@@ -428,6 +428,17 @@ def parse_ledger(raw: bytes, path: Path) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def dump_ledger(data: Mapping[str, Any]) -> str:
+    """The ledger as JSON text: key-sorted, one line per section (``builds``, ``entries``...).
+
+    Written by the C encoder in one call per section (``indent`` makes :mod:`json`
+    use its pure-Python encoder, several times slower; the ledger is written around
+    every create).  ``python -m json.tool`` shows it indented.
+    """
+    lines = (f" {json.dumps(key)}: {json.dumps(data[key], sort_keys=True)}" for key in sorted(data))
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 # --------------------------------------------------------------------------- ledger
 
 
@@ -438,6 +449,7 @@ class Ledger:
         self.dir = Path(cache_dir)
         self.path = self.dir / LEDGER_NAME
         self._lock = filelock.FileLock(str(self.dir / (LEDGER_NAME + ".lock")), timeout=lock_timeout)
+        self._written: bytes | None = None  #: what this object wrote last (known valid)
 
     @staticmethod
     def used_keys(data: Mapping[str, Any]) -> set[str]:
@@ -475,6 +487,9 @@ class Ledger:
                     "it is not replaced, so its workspaces stay known") from None
         except OSError as exc:
             raise LedgerError(self.path, f"cannot be read: {exc.strerror or exc}") from None
+        if raw == self._written:  # our own last write, unchanged since: valid, no need to check again
+            data: dict[str, Any] = json.loads(raw)
+            return data
         return parse_ledger(raw, self.path)
 
     def update(self, mutate: Callable[[dict[str, Any]], Any]) -> Any:
@@ -497,8 +512,10 @@ class Ledger:
             with self._lock:
                 data = self.read()
                 result = mutate(data)
+                text = dump_ledger(data)
                 # workspace tokens: private to the builder
-                atomic_write_json(self.path, data, mode=0o600, durable=True)
+                atomic_write_text(self.path, text, mode=0o600, durable=True)
+                self._written = text.encode("utf-8")
                 return result
         except filelock.Timeout:
             raise LedgerError(self.path, f"is locked by another build for more than {self._lock.timeout:g}s",

@@ -23,6 +23,22 @@ TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture(autouse=True)
+def _secrets_registered_by_this_test_only() -> Iterator[None]:
+    """Secrets a test registers (``redact.register_secret``) end with it.
+
+    The registry is process-wide on purpose (one token per build or endpoint process),
+    and fragments of 8+ characters of a registered secret are masked: a test's
+    ``wrong-token-0123456789abcdef`` must not mask project ids in later tests.
+    """
+    from sphere_docs import redact
+
+    saved = set(redact._secrets)
+    yield
+    redact._secrets.clear()
+    redact._secrets.update(saved)
+
+
 @pytest.fixture
 def make_app(make_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``sphinx.testing``'s ``make_app``, alike on every Sphinx we support.
@@ -106,9 +122,11 @@ def zensical_command() -> str:
     below what Zensical requires, so pip can only install its empty placeholder release
     there; Zensical runs in the newest environment and the developer's.
     """
+    import sysconfig
     from importlib.metadata import version
 
-    exe = shutil.which("zensical")
+    # this interpreter's own, not one found first on PATH (e.g. pyenv's shim of another Python)
+    exe = shutil.which("zensical", path=sysconfig.get_path("scripts"))
     if exe is None:
         old = {name: version(name) for name, need in ZENSICAL_NEEDS.items()
                if tuple(int(p) for p in version(name).split(".")[:2]) < need}

@@ -310,3 +310,55 @@ def test_mkdocs_yml_read_without_mkdocs(tmp_path: Path, plugins: str, enabled: b
     config.write_text(f"site_name: x\nplugins:\n{plugins}", encoding="utf-8")
     site = _mkdocs_site_without_mkdocs(DocsSite("mkdocs", config, tmp_path / "docs"))
     assert (site.enabled, site.values, site.errors) == (enabled, values, errors)
+
+
+# -- the ledger: damaged, and creates of interrupted builds ---------------------------------
+
+
+def test_a_damaged_ledger_is_a_problem_and_is_kept(site: Path, emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = site / ".sphere-docs-cache"
+    cache.mkdir()
+    damaged = b'{"version": 1, "entries": {'
+    (cache / "ledger.json").write_bytes(damaged)
+    code, out = doctor(capsys, emulator)
+    assert code == 1
+    assert out.splitlines()[-3:] == [
+        "problem: the ledger .sphere-docs-cache/ledger.json is damaged: line 1, column 28: Expecting property "
+        "name enclosed in double quotes (not valid JSON; cut short?)",
+        "  fix: move it aside to start a new ledger (e.g. rename it to ledger.json.damaged); the workspaces it "
+        "lists stay on your account until you remove them (client panel)",
+        "sphere-docs doctor: 1 problem",
+    ]
+    assert (cache / "ledger.json").read_bytes() == damaged
+
+
+def test_creates_of_interrupted_builds_are_named(site: Path, emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """A create that got no answer: doctor names its project, page, name and window, and what the API lists."""
+    import time
+
+    from sphere_docs.provision import _stamp
+
+    build(site)
+    now = time.time()
+    with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:  # what the lost answer made
+        made = client.create_workspace({"project_id": DEMO_PROJECT_ID})
+    intent = {"endpoint": emulator.url + "/api/v1", "project_id": DEMO_PROJECT_ID, "creation_key": "k",
+              "fields": {}, "ledger_key": f"{emulator.url}/api/v1|{DEMO_PROJECT_ID}|k|new.md#ws-new",
+              "page": "new.md", "name": "ws-new", "state": "unanswered", "started_at": _stamp(now - 2),
+              "ended_at": _stamp(now - 1), "window_end": _stamp(now + 1), "reason": "no answer within 10s"}
+    path = site / ".sphere-docs-cache" / "ledger.json"
+    data = Ledger(site / ".sphere-docs-cache").read()
+    data["intents"]["abc"] = intent
+    path.write_text(__import__("json").dumps(data))
+    code, out = doctor(capsys, emulator)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[-4:] == [
+        "problem: 1 create of interrupted builds may have made workspaces the ledger does not list",
+        f"    project {DEMO_PROJECT_ID}, new.md ws-new: created between {intent['started_at']} and "
+        f"{intent['window_end']} (UTC) if at all (no usable answer: no answer within 10s); the API lists "
+        f"workspace {made.id} (created {made.created_at}): the next build adopts it",
+        "  fix: build again: the build adopts each such workspace the API lists (and forgets a create that "
+        "made none); or find them in the client panel (project and time above) and remove them",
+        "sphere-docs doctor: 1 problem",
+    ]

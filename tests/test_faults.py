@@ -98,7 +98,8 @@ def _named(ws: Workspace, intents: Any) -> bool:
     created = parse_time(ws.created_at)
     return created is not None and any(
         i["project_id"] == ws.project_id
-        and parse_time(i["started_at"]) - WINDOW_SLACK <= created <= parse_time(i["window_end"]) + WINDOW_SLACK
+        and (parse_time(i["started_at"]) or 0.0) - WINDOW_SLACK <= created
+               <= (parse_time(i["window_end"]) or 0.0) + WINDOW_SLACK
         for i in intents)
 
 
@@ -226,3 +227,176 @@ def test_fault(engine: str, fault: str, on_error: str, emulator: EmulatorServer,
     assert final.orphaned == 0 and final.covered == 0
     assert final.workspaces == final.recorded == total  # nothing duplicated, nothing lost
     assert_no_leak([said], roots=[tmp_path])
+
+
+# --------------------------------------------------------------------------- Sphinx: an error, not a crash
+
+
+@pytest.mark.parametrize("case", ["api down", "no token"])
+def test_sphinx_build_failure_is_an_error_not_a_crash(access_token: str, tmp_path: Path, case: str) -> None:
+    """``sphinx-build`` with ``sphere_on_error = 'fail'``: our located message, exit 2, no crash report or file."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import TOKEN_ENV
+
+    src = copy_root("sphere-basic", tmp_path)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    if case == "no token":
+        env.pop(TOKEN_ENV, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "-D", f"sphere_endpoint={dead}", "-D", "sphere_retries=0",
+         "-D", "sphere_on_error=fail", str(src), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, check=False)
+    expected = {"api down": r"ERROR: sphere-workspaces: \w+\.(rst|md):\d+: cannot create a workspace for project ",
+                "no token": f"ERROR: sphere-workspaces: no access token: set the environment variable {TOKEN_ENV}"}
+    assert result.returncode == 2
+    assert re.search(expected[case], result.stderr), result.stderr
+    for crash in ("Traceback", "sphinx-err-", "please open an issue", "report this", "Extension error"):
+        assert crash not in result.stderr + result.stdout
+    assert sorted(p.name for p in temp.iterdir()) == []  # no sphinx-err-*.log
+    assert_no_leak([result.stderr, result.stdout], roots=[tmp_path])
+
+
+# --------------------------------------------------------------------------- checks: outage vs answer
+
+
+def _site(url: str, tmp_path: Path, **kw: Any) -> Any:
+    from sphere_docs.settings import SiteSettings
+
+    return SiteSettings.from_mapping({"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 1,
+                                      "timeout": 2.0, **kw})
+
+
+def _embed(page: str = "a.md", **options: str) -> Any:
+    from sphere_docs.options import parse_options
+    from sphere_docs.provision import EmbedRequest
+
+    return EmbedRequest(page, parse_options(DEMO_PROJECT_ID, options).with_name("ws-a"), 4)
+
+
+@pytest.mark.parametrize("outage", [502, 503, 429, "reset", "hang"])
+def test_a_check_the_api_cannot_answer_keeps_the_recorded_workspace(
+        emulator: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, outage: Any) -> None:
+    from sphere_docs.provision import Provisioner
+
+    settings = _site(emulator.url, tmp_path, on_error="fail", timeout=0.5)
+    request = _embed()
+    with Provisioner(settings) as prov:
+        first = prov.resolve([request])[request.key]
+    emulator.set_faults(sequence=[outage] * 2, retry_after=0, hang=1.0, routes=["GET /workspaces/{id}"])
+    with Provisioner(settings) as prov:
+        again = prov.resolve([request])[request.key]
+    assert again.ok and again.workspace_id == first.workspace_id and not again.created
+    assert emulator.count("POST /workspaces") == 1
+    warning = next(r.getMessage() for r in caplog.records if "could not check" in r.getMessage())
+    assert warning.startswith(f"sphere-workspaces: a.md:4: could not check workspace {first.workspace_id} "
+                              f"(GET /workspaces/{first.workspace_id}): ")
+    assert warning.endswith("; using the recorded workspace (it was live at the last build)")
+
+
+@pytest.mark.parametrize("answer", ["404", "removed", "401"])
+def test_a_definite_answer_is_acted_on(emulator: EmulatorServer, tmp_path: Path, answer: str) -> None:
+    from sphere_docs.provision import Provisioner, ProvisionError
+
+    settings = _site(emulator.url, tmp_path, on_error="fail")
+    request = _embed()
+    with Provisioner(settings) as prov:
+        first = prov.resolve([request])[request.key].workspace_id
+    assert first is not None
+    if answer == "removed":
+        with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:
+            client.remove(first)
+    elif answer == "404":
+        emulator.set_faults(sequence=[404], routes=["GET /workspaces/{id}"])
+    else:
+        emulator.set_faults(sequence=[401], routes=["GET /workspaces/{id}"])
+    with Provisioner(settings) as prov:
+        if answer == "401":
+            with pytest.raises(ProvisionError) as info:
+                prov.resolve([request])
+            assert str(info.value) == (
+                f"sphere-workspaces: a.md:4: cannot use the workspace of project {DEMO_PROJECT_ID}: could "
+                f"not check workspace {first} (GET /workspaces/{first}): HTTP 401: emulated error 401")
+            return
+        again = prov.resolve([request])[request.key]
+    assert again.created and again.workspace_id != first
+
+
+# --------------------------------------------------------------------------- creates without an answer
+
+
+def test_a_timed_out_create_is_adopted_by_the_next_build(emulator: EmulatorServer, tmp_path: Path) -> None:
+    """(Was: 4 workspaces for 3 embeds after one hang.)"""
+    from sphere_docs.provision import Provisioner
+
+    emulator.set_faults(sequence=["hang"], hang=1.0, routes=CREATES)
+    settings = _site(emulator.url, tmp_path, on_error="placeholder", timeout=0.3)
+    requests = [_embed(f"p{i}.md") for i in range(3)]
+    with Provisioner(settings) as prov:
+        first = prov.resolve(requests)
+    assert sum(r.ok for r in first.values()) == 2
+    intents = Ledger(settings.cache_dir).read()["intents"]
+    assert [i["state"] for i in intents.values()] == ["unanswered"]
+    time.sleep(1.3)  # the hung create lands
+    with Provisioner(settings) as prov:
+        second = prov.resolve(requests)
+    assert all(r.ok for r in second.values()) and not any(r.created for r in second.values())
+    assert emulator.count("POST /workspaces") == 3 and emulator.stats()["workspaces"]["total"] == 3
+    data = Ledger(settings.cache_dir).read()
+    assert data["intents"] == {} and len(data["entries"]) == 3
+
+
+def _intent(started: float, **kw: Any) -> dict[str, Any]:
+    from sphere_docs.provision import _stamp
+
+    return {"endpoint": "x", "project_id": DEMO_PROJECT_ID, "creation_key": "k", "fields": {},
+            "ledger_key": "x|k|a.md#ws-a", "page": "a.md", "name": "ws-a", "state": "unanswered",
+            "started_at": _stamp(started), "ended_at": _stamp(started + 1), "window_end": _stamp(started + 2),
+            **kw}
+
+
+def _ws(wid: str, created: float, **raw: Any) -> Workspace:
+    from sphere_docs.provision import _stamp
+
+    data = {"id": wid, "project": {"id": DEMO_PROJECT_ID}, "state": {"code": 2},
+            "created_at": _stamp(created), "last_usage": None, "workspace_token": "t", **raw}
+    return Workspace.from_api(data)
+
+
+def test_adoption_is_conservative() -> None:
+    """Only a never-entered, unowned workspace with the same options in the window, and only unambiguously."""
+    from sphere_docs.provision import match_intents
+
+    t = 1_800_000_000.0
+    one = {"i1": _intent(t)}
+    ws = _ws("a" * 32, t + 1)
+    assert match_intents(one, {DEMO_PROJECT_ID: [ws]}, {}, now=t + 100).adopt == {"i1": ws}
+    # owned by a ledger entry / entered by a reader / other options / outside the window: not ours
+    assert match_intents(one, {DEMO_PROJECT_ID: [ws]}, {"k": {"workspace_id": ws.id}}, now=t + 100).adopt == {}
+    assert match_intents(one, {DEMO_PROJECT_ID: [_ws("b" * 32, t + 1, last_usage="2027-01-01 00:00:00 +0000")]},
+                         {}, now=t + 100).nothing == ["i1"]
+    other = {"i1": _intent(t, fields={"inactivity_timeout": "5"})}
+    assert match_intents(other, {DEMO_PROJECT_ID: [_ws("c" * 32, t + 1, inactivity_timeout=15)]}, {},
+                         now=t + 100).adopt == {}
+    assert match_intents(one, {DEMO_PROJECT_ID: [_ws("d" * 32, t + 60)]}, {}, now=t + 100).nothing == ["i1"]
+    # two candidates for one create: a guess, so neither is adopted
+    two = [_ws("e" * 32, t + 1), _ws("f" * 32, t + 2)]
+    found = match_intents(one, {DEMO_PROJECT_ID: two}, {}, now=t + 100)
+    assert found.adopt == {} and [w.id for w in found.ambiguous["i1"]] == ["e" * 32, "f" * 32]
+    # the window is still open: wait
+    assert match_intents(one, {DEMO_PROJECT_ID: []}, {}, now=t + 3).waiting == ["i1"]
+    # a create still running in a live build (this process, pid alive) is left alone
+    import os
+    import socket
+
+    running = {"i1": _intent(t, state="in_flight", host=socket.gethostname(), pid=os.getppid(),
+                             window_end=_intent(t + 500)["window_end"])}
+    assert match_intents(running, {DEMO_PROJECT_ID: [ws]}, {}, now=t + 100).waiting == ["i1"]

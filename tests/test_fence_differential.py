@@ -56,28 +56,35 @@ compared (the count is printed and checked).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import markdown
+import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sphere_docs import fences
+from sphere_docs.check import check_paths
 from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
 from sphere_docs.settings import SiteSettings
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 OPENING = "{sphere-workspace} " + P
 PROBE = "sphereprobe"
-#: documents per engine and run
-EXAMPLES = 1200
+#: documents per engine and run (SPHERE_DOCS_DIFF_EXAMPLES=20000 for a long local run)
+EXAMPLES = int(os.environ.get("SPHERE_DOCS_DIFF_EXAMPLES", "1200"))
 
 _NAME_RE = re.compile(r":name: (e\d+)\b")
 _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{sphere-workspace\}(?:[ \t].*)?$")
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
-_CODE_RE = re.compile(r"<pre\b.*?</pre>|<code\b.*?</code>", re.DOTALL)
 _PROBE_DIV_RE = re.compile(r'data-probe="(e\d+)"')
 _PROBE_CODE_RE = re.compile(r'<code class="language-sphereprobe">:name: (e\d+)\b')
 _EMBED_RE = re.compile(r'<div class="sphere-workspace[^"]*"[^>]*\bdata-name="(e\d+)"')
@@ -147,7 +154,7 @@ def block(draw: Callable[[Any], Any], engine: str, depth: int, column: int) -> l
         fence = fence_string(draw)
         info = draw(st.sampled_from(INFOS))
         body = draw(blocks(engine, depth + 1, column + at))
-        return [" " * at + fence + info, *indent(body, " " * at)] + closing(draw, fence, at)
+        return [" " * at + fence + info, *indent(body, " " * at), *closing(draw, fence, at)]
     if kind == "list":
         marker = draw(st.sampled_from(["- ", "* ", "1. "]))
         width = draw(st.sampled_from([2, 3, 4]))
@@ -220,7 +227,36 @@ RENDERERS: dict[str, Renderers] = {}
 def renderers(engine: str) -> Renderers:
     if engine not in RENDERERS:
         RENDERERS[engine] = Renderers(engine)
+        # imports (Pygments' Markdown lexer looks up plugin lexers: IPython, which sets the recursion limit)
+        RENDERERS[engine].probe_names(f"````md\n```nosuchlexer\nx\n```\n````\n```{OPENING}\n```\n")
+        RENDERERS[engine].our_names(f"```{OPENING}\n```\n")
     return RENDERERS[engine]
+
+
+class Prose(HTMLParser):
+    """The text of a page outside code blocks (``<pre>``) and comments.
+
+    Inline code counts as shown: directive text lands in a code span when its own
+    backticks pair up with others, which is no example the author wrote.
+    """
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.depth = 0
+        self.parts: list[str] = []
+        self.feed(_COMMENT_RE.sub("", page))  # (a comment ends at "-->", as in a browser)
+        self.close()
+        self.text = "".join(self.parts)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.depth += tag == "pre"
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= tag == "pre" and self.depth > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self.depth:
+            self.parts.append(data)
 
 
 def seen_directives(engine: str, text: str) -> dict[str, int]:
@@ -239,7 +275,7 @@ def compare(engine: str, text: str) -> None:
     assert embeds == expected, f"\n{text}\nprobe: {expected}\nours:  {embeds}\n{out}"
     assert visible == expected, f"\n{text}\nprobe: {expected}\nvisible: {visible}\n{out}"
     # no silent drop: directive text shown as text was reported at its line
-    shown = set(_NAME_RE.findall(_CODE_RE.sub("", _COMMENT_RE.sub("", out))))
+    shown = set(_NAME_RE.findall(Prose(out).text))
     reported = {e.line for e in reports}
     for name, index in seen_directives(engine, text).items():
         if name in shown and name not in embeds:
@@ -250,6 +286,13 @@ def compare(engine: str, text: str) -> None:
 
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    """Build the renderers (and import what they import) before hypothesis times anything."""
+    for engine in EXTENSIONS:
+        renderers(engine)
 
 
 @SETTINGS
@@ -270,3 +313,108 @@ def test_every_document_was_compared() -> None:
     if set(COUNTS) == {"superfences", "fenced_code"}:
         assert all(count >= EXAMPLES for count in COUNTS.values()), COUNTS
 
+
+
+# --------------------------------------------------------------------------- a real MkDocs site
+
+#: the "source, then result" pattern: a Markdown example shown as source, holding a list item
+#: whose code block is an indented ``` fence, then the same rendered; and a source-only example
+#: (its indented bare fence "closed" the ```md fence for the old scanner: the embed after was lost)
+NESTED_SOURCE = f"""\
+# Lists with code
+
+Write this:
+
+````md
+1. Install the package:
+
+    ```
+    pip install sphere-docs
+    ```
+
+```{OPENING}
+:name: in-the-example
+```
+````
+
+and get this:
+
+1. Install the package:
+
+    ```
+    pip install sphere-docs
+    ```
+
+```{OPENING}
+:name: result
+```
+
+A list item holding a code block, written out:
+
+```md
+- Run the tests:
+
+    ```
+    pytest
+    ```
+```
+
+Try it:
+
+```{OPENING}
+:name: after-the-source
+```
+"""
+
+
+def mkdocs_site(root: Path, pages: dict[str, str], plugin: dict[str, Any]) -> Path:
+    for rel, text in pages.items():
+        (root / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "docs" / rel).write_text(text, encoding="utf-8")
+    config = {
+        "site_name": "Fences", "docs_dir": "docs", "site_dir": "site",
+        "markdown_extensions": ["admonition", "pymdownx.superfences"],
+        "plugins": [{"sphere-workspaces": {"cache": ".cache", **plugin}}],
+    }
+    (root / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return root / "mkdocs.yml"
+
+
+def mkdocs_build(config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
+                          cwd=config.parent, env=env, capture_output=True, text=True, check=False)
+
+
+def test_nested_source_pattern_keeps_every_embed_after_it(emulator: Any, tmp_path: Path) -> None:
+    """A strict ``mkdocs build`` of the pattern renders both live embeds; ``check`` counts both."""
+    config = mkdocs_site(tmp_path, {"index.md": "# Home\n", "lists.md": NESTED_SOURCE},
+                         {"endpoint": emulator.url})
+    built = mkdocs_build(config)
+    assert built.returncode == 0, built.stdout + built.stderr
+    page = (tmp_path / "site" / "lists" / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'data-id="([\w-]+)"', page) == ["result", "after-the-source"]
+    assert len(set(re.findall(r'data-workspace="([0-9a-f]{32})"', page))) == 2
+    assert page.count(":name: in-the-example") == 1  # the example stays an example
+    result = check_paths([tmp_path / "docs"])
+    assert (result.total, result.problems) == (2, [])
+    assert sorted(str(e.spec.name) for e in result.embeds) == ["after-the-source", "result"]
+
+
+def test_directive_text_shown_as_text_fails_a_strict_build(tmp_path: Path) -> None:
+    """Colon fences and directives swallowed by an unclosed fence: located warnings, in the build and in check."""
+    page = (f"# Page\n\n:::{OPENING}\n:::\n\n```python\nprint(1)\n\n```{OPENING}\n")
+    config = mkdocs_site(tmp_path, {"index.md": page}, {"mode": "lazy", "lazy_endpoint": "https://x.invalid/l",
+                                                        "sdk_host": "abc.containers.sphere-engine.com"})
+    built = mkdocs_build(config)
+    assert built.returncode != 0
+    log = built.stdout + built.stderr
+    colon = ("index.md:3: sphere-workspace: a ':::' colon fence is MyST syntax; "
+             "write ```{sphere-workspace} ... ``` instead")
+    swallowed = ("index.md:9: sphere-workspace: this directive is shown as text, not as an embed: "
+                 "the ``` fence opened at line 6 is never closed at its indentation")
+    assert f"WARNING -  {colon}" in log and f"WARNING -  {swallowed}" in log, log
+    assert "Aborted with 2 warnings in strict mode!" in log
+    warnings = [p.text for p in check_paths([tmp_path / "docs"]).warnings]
+    assert [w.replace(str(tmp_path / "docs") + "/", "") for w in warnings][:1] == [colon]
+    assert len(warnings) == 2 and warnings[1].split(": ", 1)[1].startswith(swallowed.split(": ", 1)[1])

@@ -115,7 +115,8 @@ def covered(ws: Workspace, intents: dict[str, dict[str, Any]]) -> bool:
     created = parse_time(ws.created_at)
     assert created is not None
     return any(i["project_id"] == ws.project_id
-               and parse_time(i["started_at"]) - WINDOW_SLACK <= created <= parse_time(i["window_end"]) + WINDOW_SLACK
+               and (parse_time(i["started_at"]) or 0.0) - WINDOW_SLACK <= created
+               <= (parse_time(i["window_end"]) or 0.0) + WINDOW_SLACK
                for i in intents.values())
 
 

@@ -226,6 +226,9 @@ CONTENT_SETUPS = {
 @pytest.mark.parametrize("setup", CONTENT_SETUPS, ids=list(CONTENT_SETUPS))
 @pytest.mark.parametrize("case", CONTENT, ids=list(CONTENT))
 def test_directive_as_content_is_left_alone(case: str, setup: str) -> None:
+    if (case, setup) == ("html comment after text", "fenced_code"):
+        pytest.skip("fenced_code makes the fence a block of its own, out of the inline comment: "
+                    "see test_fenced_code_takes_a_fence_out_of_an_inline_comment")
     extensions, configs = CONTENT_SETUPS[setup]
     # ":height: 1" is invalid: a directive that were parsed would raise
     out = markdown.markdown(CONTENT[case] + "\n\nAfter.\n", extensions=["sphere_workspaces", *extensions],
@@ -535,3 +538,122 @@ def test_alone_placeholder_when_the_api_is_down(access_token, tmp_path, caplog: 
     assert "data-workspace=" not in out
     assert any("down.md:1" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert_no_leak([out, *(r.getMessage() for r in caplog.records)])
+
+
+# --------------------------------------------------------------------------- what is code (sphere_docs.fences)
+
+ENGINES = {"superfences": ["pymdownx.superfences"], "fenced_code": ["fenced_code"]}
+
+
+def deferred(text: str, *extensions: str) -> tuple[list[str | None], list[str], list[str]]:
+    """(embed names, errors, warnings) of ``text`` through the extension in deferred lazy mode."""
+    ext = SphereWorkspaceExtension(settings=SiteSettings.from_mapping(
+        {k: v for k, v in BASE.items() if k != "page"}), deferred=True)
+    ext.begin_page("intro.md")
+    markdown.Markdown(extensions=[*extensions, ext]).convert(text)
+    warnings: list[DirectiveError] = []
+    embeds, errors = ext.finish_page(warnings)
+    return [e.spec.name for e in embeds], [str(e) for e in errors], [str(w) for w in warnings]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_indented_bare_fence_does_not_close_a_fence(engine: str) -> None:
+    """Issue 11, item 1: ``    ```\u200b`` inside a column-0 fence is content (it was taken as its end)."""
+    page = ("```md\n1. Install:\n\n    ```\n    pip install x\n    ```\n```\n\n"
+            f"```{{sphere-workspace}} {P}\n:name: after\n```\n")
+    assert deferred(page, *ENGINES[engine]) == (["after"], [], [])
+    inside = f"```\n  ```\n```{{sphere-workspace}} {P}\n:name: example\n```\n"  # one code block
+    assert deferred(inside, *ENGINES[engine]) == ([], [], [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_closing_rules_are_the_engines(engine: str) -> None:
+    exts = ENGINES[engine]
+    # a longer or an indented fence line does not close the directive's fence
+    for closing in ("````", " ```", "    ```"):
+        names, errors, _ = deferred(f"```{{sphere-workspace}} {P}\n:name: a\n{closing}\n", *exts)
+        assert names == [] and [e.split(": ", 1)[1] for e in errors] == [
+            "sphere-workspace: the fence opened here is never closed; "
+            "expected a closing ``` line at the same indentation"], closing
+    # trailing spaces are fine; tildes close tildes
+    assert deferred(f"~~~~{{sphere-workspace}} {P}\n:name: t\n~~~~   \n", *exts)[0] == ["t"]
+
+
+def test_superfences_fences_start_after_any_indentation() -> None:
+    """Indented 1-3 spaces at top level, or under a tight list item: embeds (they were text)."""
+    assert deferred(f" ```{{sphere-workspace}} {P}\n :name: one\n ```\n", "pymdownx.superfences")[0] == ["one"]
+    tight = f"1. Step:\n   ```{{sphere-workspace}} {P}\n   :name: step\n   ```\n"
+    out = render(tight, "pymdownx.superfences")
+    assert Embeds(out).names == ["step"] and Embeds(out).found[0][1][:2] == ["ol", "li"]
+
+
+def test_fenced_code_takes_a_fence_out_of_an_inline_comment() -> None:
+    """fenced_code gives a fence a block of its own, out of a comment opened in the text before it."""
+    text = f"Text <!-- a comment\n```{{sphere-workspace}} {P}\n:height: 1\n```\n-->\n"
+    with pytest.raises(DirectiveError) as info:
+        render(text, "fenced_code")
+    assert info.value.line == 2
+    probe = markdown.markdown(text.replace(f"{{sphere-workspace}} {P}", "probe"), extensions=["fenced_code"])
+    assert '<pre><code class="language-probe">' in probe  # the renderer: a fence, not a comment
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_colon_fence_is_reported_where_it_is_shown(engine: str, caplog: pytest.LogCaptureFixture) -> None:
+    sentence = "sphere-workspace: a ':::' colon fence is MyST syntax; write ```{sphere-workspace} ... ``` instead"
+    page = f"# Title\n\n:::{{sphere-workspace}} {P}\n:name: colon\n:::\n"
+    assert deferred(page, *ENGINES[engine]) == ([], [], [f"intro.md:3: {sentence}"])
+    with caplog.at_level(logging.WARNING, logger="sphere_docs.markdown"):  # used alone: logged
+        render(page, *ENGINES[engine])
+    assert [r.getMessage() for r in caplog.records] == [f"intro.md:3: {sentence}"]
+    # as code, it is an example: nothing to say
+    assert deferred(f"````\n:::{{sphere-workspace}} {P}\n:::\n````\n", *ENGINES[engine]) == ([], [], [])
+    assert deferred(f"Para.\n\n    :::{{sphere-workspace}} {P}\n", *ENGINES[engine]) == ([], [], [])
+
+
+NO_SILENT_DROP = {
+    "inside a fence never closed": (
+        f"```python\nprint(1)\n\n```{{sphere-workspace}} {P}\n",
+        "intro.md:4: sphere-workspace: this directive is shown as text, not as an embed: the ``` fence "
+        "opened at line 1 is never closed at its indentation, so the lines after it are not read as fences; "
+        "expected a closing ``` line indented like its opening line"),
+    "in raw HTML": (
+        f"<div>\n```{{sphere-workspace}} {P}\n```\n</div>\n",
+        "intro.md:2: sphere-workspace: this directive is shown as text, not as an embed: Markdown reads it as "
+        "part of the text or raw HTML around it; expected the fence on lines of its own, outside raw HTML "
+        '(or in an element with markdown="1" and the md_in_html extension)'),
+    "in the caption of another": (
+        f"````{{sphere-workspace}} {P}\n:name: outer\n```{{sphere-workspace}} {P}\n````\n",
+        "intro.md:3: sphere-workspace: this directive is shown as text, not as an embed: it is inside the "
+        "caption of the directive at line 1; expected a closing fence for that directive before this one"),
+    "after indented code, no blank line": (
+        f"    code\n```{{sphere-workspace}} {P}\n```\n",
+        "intro.md:2: sphere-workspace: this directive is shown as text, not as an embed: it follows an "
+        "indented code block with no blank line between, and superfences then puts the fence back as text; "
+        "expected a blank line before the directive"),
+}
+
+
+@pytest.mark.parametrize("case", NO_SILENT_DROP, ids=list(NO_SILENT_DROP))
+def test_directive_text_shown_as_text_is_a_located_warning(case: str) -> None:
+    page, warning = NO_SILENT_DROP[case]
+    names, errors, warnings = deferred(page, "pymdownx.superfences", "admonition")
+    assert warnings == [warning]
+    assert errors == [] and names == (["outer"] if case == "in the caption of another" else [])
+
+
+def test_directive_text_in_code_and_comments_is_silent() -> None:
+    for page in (f"Para.\n\n    ```{{sphere-workspace}} {P}\n    ```\n",
+                 f"<!--\n```{{sphere-workspace}} {P}\n```\n-->\n",
+                 f"- item <!--\n  ```{{sphere-workspace}} {P}\n  ```\n  -->\n",
+                 f"<pre>\n```{{sphere-workspace}} {P}\n```\n</pre>\n"):
+        assert deferred(page, "pymdownx.superfences") == ([], [], []), page
+
+
+def test_without_a_fence_extension_an_example_fence_still_holds_its_directive() -> None:
+    """No fenced_code/superfences: the ````md example is text, its directive too (with a warning saying why)."""
+    page = f"````md\n```{{sphere-workspace}} {P}\n```\n````\n\n```{{sphere-workspace}} {P}\n:name: real\n```\n"
+    names, errors, warnings = deferred(page)
+    assert (names, errors) == (["real"], [])
+    assert warnings == ["intro.md:2: sphere-workspace: this directive is shown as text, not as an embed: it is "
+                        "inside the ```` fence opened at line 1, which is text: no fenced code extension is "
+                        "enabled; expected pymdownx.superfences or fenced_code in the Markdown extensions"]

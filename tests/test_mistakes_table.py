@@ -36,6 +36,7 @@ from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
 from sphinx_fixtures import build as sphinx_build
+from sphinx_fixtures import ours
 
 from sphere_docs.check import check_paths
 from sphere_docs.markdown import DirectiveError
@@ -147,10 +148,9 @@ def verdict(engine: str, mistake: str, tmp_path: Path, make_app: Any,
         src = sphinx_project(tmp_path / "src", rel, page)
         app = sphinx_build(make_app, src)
         assert app.statuscode == 1
-        lines = [line for line in app.warning.getvalue().splitlines() if ": ERROR: sphere-workspace:" in line]
-        where, sentence = lines[0].split(": ERROR: ", 1)
-        sentence = sentence.rsplit(" [sphere.", 1)[0]  # the subtype suffix (shown from Sphinx 8)
-        return "error", f"{Path(where.rsplit(':', 1)[0]).name}:{where.rsplit(':', 1)[1]}: {sentence}"
+        # as data, not as Sphinx prints it (colours, the [sphere.*] suffix differ by version)
+        said = [w for w in ours(app) if w.level == "ERROR" and w.message.startswith("sphere-workspace:")]
+        return "error", f"{Path(said[0].file or '').name}:{said[0].line}: {said[0].message}"
     assert engine == "check"
     write(tmp_path / "docs", "lesson.md", md_page)
     result = check_paths([tmp_path / "docs" / "lesson.md"])

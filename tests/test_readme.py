@@ -35,12 +35,13 @@ def table_names(header: str) -> list[str]:
 
 def test_the_two_commands_come_first_and_ci_runs_the_test_one() -> None:
     first = blocks("bash")[0].splitlines()
-    demo, tests = (line.split("#")[0].strip() for line in first)
+    demo, tests, quick = (line.split("#")[0].strip() for line in first)
     assert README.index("```bash") < README.index("## ")  # before any section
     assert "sphere_docs demo" in demo
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci.splitlines(), "README's test command must be what .ci/run runs"
-    assert shlex.split(tests)[-3:] == ["python3", "-m", "pytest"]
+    assert tests == "bash .ci/test" and '-m pytest' in (ROOT / ".ci" / "test").read_text()
+    assert shlex.split(quick)[-3:] == ["python3", "-m", "pytest"]  # the quick run, this environment
 
 
 def test_options_table_lists_every_option_in_order() -> None:

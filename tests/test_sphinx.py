@@ -115,13 +115,16 @@ def test_prune_after_incremental_builds_keeps_unchanged_pages(make_app, emulator
 
 def test_parallel_build_gives_the_same_embeds(make_app, emulator, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
+    for n in range(3):  # Sphinx before 8.1 reads in parallel only more than 5 documents
+        (src / f"extra{n}.rst").write_text(f":orphan:\n\nExtra {n}\n=======\n\nNo workspace.\n")
     serial = build(make_app, src, emulator=emulator)
     serial_pages = {n: embed_markup(t) for n, t in html_pages(serial.outdir).items()}
     assert emulator.count(CREATES) == 4
 
     parallel = build(make_app, src, emulator=emulator, parallel=2, freshenv=True)
     status = status_of(parallel)
-    assert re.search(r"reading sources\.\.\. .*\[ ?\d+%\] .*\.\.", status), "did not read in parallel"
+    # a parallel read names a chunk of documents per step: "[ 50%] extra0 .. index"
+    assert re.search(r"reading sources\.\.\. \[ ?\d+%\] [\w/-]+ \.\. [\w/-]+", status), "did not read in parallel"
     assert warnings_of(parallel) == ""
     parallel_pages = {n: embed_markup(t) for n, t in html_pages(parallel.outdir).items()}
     assert parallel_pages == serial_pages  # same divs, same workspaces (from the ledger)
@@ -225,7 +228,9 @@ def test_every_bad_input_is_a_pinned_located_warning(make_app, emulator, tmp_pat
     # an option block MyST itself cannot parse is MyST's located warning (so -W fails too);
     # the line is MyST's to choose (MyST 3 gives the option line, MyST 4 the fence)
     myst = [w for w in logged(app) if w.type != "sphere"]
-    assert [(w.file, w.level, w.type) for w in myst] == [(f"{src / 'mdbad.md'}", "WARNING", "myst")]
+    assert [(w.file, w.level, w.type) for w in myst] in (
+        [(f"{src / 'mdbad.md'}", "WARNING", "myst")],
+        [(f"{src / 'mdbad.md'}.rst", "WARNING", "myst")])  # MyST 4.0's spelling of its own location
     assert myst[0].line in (16, 17)
     assert "Traceback" not in app.status.getvalue() + warnings_of(app)
     # the one valid embed (the first "twin") is still there, provisioned

@@ -9,7 +9,6 @@ setting, at ``config-inited`` (before any document is read).
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -80,7 +79,8 @@ def register(app: Sphinx) -> None:
     print a generic "has type str, defaults to int" warning, while
     :meth:`SiteSettings.validate` says what would be valid.
     """
-    described = _takes_description(type(app))
+    # ``description`` exists from Sphinx 7.4; 7.2 and 7.3 refuse it (asked once, not per value)
+    described = "description" in inspect.signature(app.add_config_value).parameters
     for name, setting in SETTINGS.items():
         extra: dict[str, Any] = {"description": setting.doc} if described else {}
         app.add_config_value(
@@ -90,12 +90,6 @@ def register(app: Sphinx) -> None:
             types=Any,
             **extra,
         )
-
-
-@functools.cache
-def _takes_description(app_class: type) -> bool:
-    """Whether ``add_config_value`` takes ``description`` (Sphinx 7.4 and later)."""
-    return "description" in inspect.signature(app_class.add_config_value).parameters
 
 
 def _raw_values(config: Config) -> dict[str, Any]:

@@ -74,9 +74,10 @@ class SphereBuildError(SphinxError):
 class SphereBuildExit(SystemExit):
     """Ends a ``sphinx-build`` run after :func:`stop_build` logged the error: status 2, no crash report.
 
-    ``sphinx-build`` (Sphinx 8.1 and later) treats every ``Exception`` that leaves
-    ``app.build()`` as a crash: it prints "please report this to the developers",
-    the traceback, and saves it as ``sphinx-err-*.log`` in the temp folder.  A
+    Recent ``sphinx-build`` (after 7.2; 9.0 here; sphinx-doc/sphinx#14543) treats
+    every ``Exception`` that leaves ``app.build()`` as a crash, ``SphinxError`` too:
+    it prints the versions, a traceback and "please open an issue", and saves
+    ``sphinx-err-*.log`` in the temp folder.  A
     provisioning failure is an expected, located error, so under ``sphinx-build``
     it leaves as ``SystemExit`` (the only exception the command lets through; its
     ``finally`` blocks still run and Sphinx's buffered warnings are flushed).
