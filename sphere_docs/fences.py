@@ -407,9 +407,22 @@ def _superfences_block(block: Block, lines: Sequence[str], start: int, strict_qu
     A dropped fence consumed the line that dropped it (superfences never looks at
     it again), unless ``cut``: then that line is left for the caller.
     """
+    n = len(lines)
+    if not block.cont:  # at column 0 nothing drops the fence: the first closing line ends it
+        fence = block.fence
+        for k in range(start + 1, n):
+            row = lines[k]
+            if row.startswith(fence) and not row[len(fence):].strip(" \t"):
+                block.closed = True
+                block.end = k + 1
+                block.body = list(lines[start + 1:k])
+                return k + 1
+        block.closed = False
+        block.end = n
+        block.body = list(lines[start + 1:])
+        return n
     state = _Open(block)
     k = start + 1
-    n = len(lines)
     while k < n:
         step = _superfences_step(state, lines[k], strict_quotes)
         if step == "close":

@@ -413,6 +413,11 @@ class _DirectivePreprocessor(Preprocessor):
         lines = _normalize(lines, text, self.md.tab_length)
         if self._rules is None:  # the fence preprocessors are registered by now
             self._rules = _fence_rules(self.md)
+            # what only a page with directives needs (the block parser and the treeprocessors have
+            # not started: they see these; pages without a directive never pay for them)
+            self.md.parser.blockprocessors.register(
+                _CodeRevertProcessor(self.md.parser, self.ext), "sphere_workspace_code_revert", 80.5)
+            self.md.treeprocessors.register(_TextTreeprocessor(self.md, self.ext), "sphere_workspace_text", 25)
         rules, hooks = self._rules
         # every directive becomes one marker line at its prefix: to the fence preprocessors that
         # run after us, that line is what the directive's fence was, a line that is no fence
@@ -698,24 +703,27 @@ class _ClaimTreeprocessor(Treeprocessor):
         doc = self.ext._doc
         if doc is None or not doc.directives:
             return
+        # once every directive is live and claimed, no marker is left to look for (the
+        # postprocessor still puts back a copy another extension may have made)
+        all_live = all(d.kind == "live" for d in doc.directives.values())
         stack: list[tuple[etree.Element, etree.Element | None, bool]] = [(root, None, False)]
         while stack:
+            if all_live and len(doc.claimed) == len(doc.directives):
+                return
             el, parent, in_pre = stack.pop()
             pre = in_pre or el.tag == "pre"
-            if not pre and self._has_marker(el):
-                made = self._claim(doc, el, parent)
+            marked = bool(el.text and _ANY_MARK in el.text) or any(
+                c.tail and _ANY_MARK in c.tail for c in el)
+            if marked:
+                made = None if pre else self._claim(doc, el, parent)
                 if made is not None:  # a paragraph cut in two: visit its parts instead
                     stack.extend((p, parent, in_pre) for p in reversed(made) if p.tag == "p")
                     continue
-            for where, holder in (("text", el), *(("tail", child) for child in el)):
-                text = holder.text if where == "text" else holder.tail
-                if text and _ANY_MARK in text:
-                    self._put_back(doc, holder, where, pre)
+                for where, holder in (("text", el), *(("tail", child) for child in el)):
+                    text = holder.text if where == "text" else holder.tail
+                    if text and _ANY_MARK in text:
+                        self._put_back(doc, holder, where, pre)
             stack.extend((child, el, pre) for child in reversed(el) if "data-sphere-slot" not in child.attrib)
-
-    @staticmethod
-    def _has_marker(el: etree.Element) -> bool:
-        return bool(el.text and _MARKER in el.text) or any(c.tail and _MARKER in c.tail for c in el)
 
     def _claim(self, doc: _Document, el: etree.Element, parent: etree.Element | None) -> list[etree.Element] | None:
         """Slots for the live markers of ``el``'s own text runs (its text, its children's tails).
@@ -942,10 +950,7 @@ class SphereWorkspaceExtension(Extension):
             raise
         md.preprocessors.register(_DirectivePreprocessor(md, self), "sphere_workspace", 31.08)
         md.preprocessors.register(_MarkerPreprocessor(md, self), "sphere_workspace_markers", 29.95)
-        md.parser.blockprocessors.register(
-            _CodeRevertProcessor(md.parser, self), "sphere_workspace_code_revert", 80.5
-        )
-        md.treeprocessors.register(_TextTreeprocessor(md, self), "sphere_workspace_text", 25)
+        # (_CodeRevertProcessor and _TextTreeprocessor: registered by the scan, on pages with a directive)
         md.treeprocessors.register(_ClaimTreeprocessor(md, self), "sphere_workspace", 19)
         md.postprocessors.register(_EmbedPostprocessor(md, self), "sphere_workspace", 25)
 

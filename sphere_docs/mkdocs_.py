@@ -119,6 +119,12 @@ class SphereWorkspacesConfig(base.Config):
     """Folder of the ledger of created workspaces, relative to ``mkdocs.yml``.
     Keep it out of ``docs_dir`` so it is never published."""
 
+    previous_manifest = c.Optional(c.Type(str))
+    """The ``sphere-workspaces.json`` of the last deployed site (URL, or a path
+    relative to ``mkdocs.yml``): a build whose ledger has no entry for an embed
+    (a fresh CI checkout) reuses the workspace it lists.  The environment
+    variable ``SPHERE_DOCS_PREVIOUS_MANIFEST`` overrides it."""
+
     token_env = c.Type(str, default=SETTINGS["token_env"].default)
     """Name of the environment variable holding the API access token (the token
     itself is never written in a config file)."""
@@ -161,6 +167,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.instant_navigation = False
         self.snippets: dict[bool, str] = {}  # page assets by "has lazy embeds"
         self.rendered: set[str] = set()  # pages whose Markdown this build rendered
+        self.workspace_ids: dict[str, str] = {}  # "<page>#<name>" -> the workspace embedded (manifest)
         self.scope = "mkdocs"
 
     # -- hooks
@@ -231,6 +238,8 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         except SettingsError as err:
             raise self._fail(str(err)) from None
         resolutions = self._resolve(settings)
+        self.workspace_ids = {key: res.workspace_id for key, res in resolutions.items()
+                              if res.ok and res.workspace_id}
         for src, embeds in self.embeds.items():
             page = self.pages[src]
             content = page.content or ""
@@ -271,8 +280,8 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         entries: list[tuple[str, WorkspaceSpec]] = [
             (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
         ]
-        entries.extend(self._carried_over(manifest, config))
-        write_manifest(manifest, entries)
+        write_manifest(manifest, entries, workspaces=self.workspace_ids,
+                       carried=self._carried_over(manifest, config))
 
     # -- a failed build keeps the last good site: set it aside before MkDocs cleans site_dir,
     #    put it back on failure, drop it once everything is written (sphere_docs.keep_site)
@@ -334,8 +343,8 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         except SphereDocsError as err:
             raise self._fail(f"sphere-workspaces: {err}") from None
 
-    def _carried_over(self, manifest: Path, config: MkDocsConfig) -> Iterable[tuple[str, WorkspaceSpec]]:
-        """In a ``--dirty`` build, keep the manifest entries of pages that were not re-rendered."""
+    def _carried_over(self, manifest: Path, config: MkDocsConfig) -> Iterable[tuple[str, dict[str, Any]]]:
+        """In a ``--dirty`` build, keep the manifest entries of pages that were not re-rendered (as they were)."""
         if not manifest.is_file():
             return []
         try:
@@ -343,14 +352,11 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         except ManifestError:
             return []
         docs_dir = Path(config.docs_dir)
-        carried: list[tuple[str, WorkspaceSpec]] = []
+        carried: list[tuple[str, dict[str, Any]]] = []
         for src, items in old["pages"].items():
             if src in self.rendered or not (docs_dir / src).is_file():
                 continue
-            for item in items:
-                carried.append((src, WorkspaceSpec(
-                    project_id=item["project_id"], mode=item.get("mode", "build"), name=item.get("name"),
-                )))
+            carried.extend((src, {"mode": "build", **item}) for item in items)
         return carried
 
     @staticmethod

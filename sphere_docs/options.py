@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
+    "BUILD_LIFECYCLE_DEFAULTS",
     "MODES",
     "OPTIONS",
     "OptionError",
@@ -187,6 +188,32 @@ CREATE_FIELDS = (
 )
 
 
+#: Creation options a **build-mode** embed gets when its author did not set them (spec
+#: attribute -> value).  A build-mode workspace is shared by every reader of the deployed
+#: page and must outlive the build: the vendor documents that stop/resume is off by default,
+#: so an idle workspace is *removed* (STOP-RESUME, FREEZING pages of the reference).  With
+#: these it is *stopped* after 15 minutes without a reader (slots released, files kept),
+#: resumed when a reader opens the page, and removed only after 30 days stopped — that is,
+#: 30 days without any reader.  Lazy embeds (one workspace per reader) get none of them.
+#:
+#: * ``inactivity_timeout`` 15: the value of the vendor's example response; sent explicitly
+#:   so the lifecycle does not depend on an account default we cannot read.
+#: * ``retention_stopped`` 43200 (30 days): "some weeks" — longer than a term's usual gaps
+#:   between rebuilds and visits (holidays, exam weeks), short enough that the workspaces
+#:   of a site nobody opens any more disappear by themselves.  Capped at the author's
+#:   ``retention-total`` when that is shorter (the vendor calls a stop retention longer than
+#:   the total lifetime a conflict).
+#: * ``auto_resume`` true: readers have no API token, so only auto-resume brings a stopped
+#:   shared workspace back.  The vendor's example shows true as the default; we send it.
+#: * ``retention_total`` is left to the API (0 = never removed, FREEZING page): a total cap
+#:   would kill a deployed site mid-term however much it is used.
+BUILD_LIFECYCLE_DEFAULTS: Mapping[str, int | bool] = {
+    "inactivity_timeout": 15,
+    "retention_stopped": 60 * 24 * 30,
+    "auto_resume": True,
+}
+
+
 class WorkspaceSpec(NamedTuple):
     """One embed, validated.  ``mode`` is already resolved against the site default.
 
@@ -215,11 +242,33 @@ class WorkspaceSpec(NamedTuple):
         """The ``data-features`` attribute value ("" when none)."""
         return ",".join(FEATURES[f] for f in self.features)
 
+    def lifecycle(self) -> dict[str, Any]:
+        """The creation options this embed's workspace gets (spec attribute -> value or None).
+
+        The author's values; for a build-mode embed, :data:`BUILD_LIFECYCLE_DEFAULTS` fill
+        the ones left unset.  ``None`` means the API's own default applies.
+        """
+        values = {attr: getattr(self, attr) for attr, _ in CREATE_FIELDS}
+        if self.mode == "build":
+            for attr, default in BUILD_LIFECYCLE_DEFAULTS.items():
+                if values[attr] is None:
+                    values[attr] = default
+            total = values["retention_total"]
+            if self.retention_stopped is None and total:
+                values["retention_stopped"] = min(values["retention_stopped"], total)
+        return values
+
     def create_fields(self) -> dict[str, str]:
-        """Form fields for ``POST /workspaces`` (booleans as ``true``/``false`` as documented)."""
+        """Form fields for ``POST /workspaces`` (booleans as ``true``/``false`` as documented).
+
+        Build-mode embeds include :data:`BUILD_LIFECYCLE_DEFAULTS` for the options their
+        author left unset, so the fields (and :meth:`creation_key`, the ledger entry and the
+        default name) are the same in every engine.
+        """
         fields = {"project_id": self.project_id}
+        lifecycle = self.lifecycle()
         for attr, api_name in CREATE_FIELDS:
-            value = getattr(self, attr)
+            value = lifecycle[attr]
             if value is None:
                 continue
             fields[api_name] = ("true" if value else "false") if isinstance(value, bool) else str(value)

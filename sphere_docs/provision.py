@@ -87,6 +87,22 @@ Workspaces created before a failure are recorded all the same.
 
 ``sphere-workspaces.json`` (page → embeds, never a token) is written and read
 by :mod:`sphere_docs.manifest`, which does not need this module's HTTP stack.
+
+The deployed site as the ledger of record
+-----------------------------------------
+On a fresh machine (CI) the ledger is empty.  With the ``previous_manifest``
+setting (or ``$SPHERE_DOCS_PREVIOUS_MANIFEST``) naming the last deployed site's
+``sphere-workspaces.json``, a resolve whose ledger misses some embed fetches
+that manifest once (:meth:`Provisioner._deployed_lookup`) and, for each embed
+it lists with the same page, name, project and creation key, checks the
+workspace with ``GET /workspaces/{id}``: same project, live or resuming on
+entry (:attr:`Workspace.is_live`), usable by the page (:meth:`Provisioner._usable`).
+Such a workspace is reused with the token from the API's answer and recorded in
+the ledger (``note: "reused from the deployed site"``); anything else is
+created as before.  The predecessor of a workspace created that way is left
+alone: the deployed site still shows it until the new one is deployed, and
+``sphere-docs prune --previous`` removes it then.  A manifest that cannot be
+fetched is one warning; a malformed one is a :class:`ManifestError`.
 """
 
 from __future__ import annotations
@@ -125,10 +141,17 @@ from .client import (
 from .errors import SphereDocsError
 from .fileio import atomic_write_text
 from .html import TOKEN_RE, WORKSPACE_ID_RE
+from .manifest import (
+    ManifestError,
+    ManifestUnavailable,
+    deployed_workspaces,
+    read_manifest,
+    shown_source,
+)
 from .naming import legacy_adoptions
 from .options import WorkspaceSpec
 from .redact import redact
-from .settings import SiteSettings, parse_endpoint
+from .settings import PREVIOUS_MANIFEST_ENV, SiteSettings, parse_endpoint
 
 __all__ = [
     "LEDGER_NAME",
@@ -813,6 +836,10 @@ class Provisioner:
         self._owns_client = client is None
         self._lock = threading.Lock()
         self._snapshot: Mapping[str, Any] = {}
+        #: ledger key -> workspace id the deployed site's manifest lists (embeds the ledger misses)
+        self._deployed: dict[str, str] = {}
+        self._deployed_read = False  #: the previous manifest was fetched (once per Provisioner)
+        self._deployed_data: dict[str, Any] | None = None
 
     # -- public
 
@@ -876,6 +903,7 @@ class Provisioner:
         if data["intents"]:
             data = self._reconcile(client, data)
         snapshot = self._snapshot = data["entries"]
+        self._deployed = self._deployed_lookup(unique, snapshot)
         run = self._run(client, unique, snapshot)
         if run.interrupted is not None:
             self._interrupted(run)  # raises
@@ -1108,6 +1136,15 @@ class Provisioner:
     def _one(self, stop: threading.Event, client: ContainersClient, lkey: str, request: EmbedRequest,
              entry: Mapping[str, Any] | None) -> _Outcome:
         outcome = _Outcome(lkey, request)
+        if entry is None and lkey in self._deployed:  # not in the ledger: the deployed site's?
+            try:
+                reused = self._reuse_deployed(client, lkey, request, self._deployed[lkey])
+            except LedgerError as exc:
+                outcome.fatal = exc
+                return outcome
+            if reused is not None:
+                outcome.workspace = reused
+                return outcome
         known_id = entry.get("workspace_id") if isinstance(entry, Mapping) else None
         if isinstance(known_id, str) and known_id:
             try:
@@ -1134,6 +1171,78 @@ class Provisioner:
             if current is not None and current.state_code != STATE_REMOVED:
                 outcome.replaced = current
         return self._create(stop, client, outcome)
+
+    def _deployed_lookup(self, unique: Mapping[str, EmbedRequest], snapshot: Mapping[str, Any]) -> dict[str, str]:
+        """Ledger key -> workspace id of the deployed site, for the embeds the ledger has no entry for.
+
+        Fetches the previous manifest at most once per Provisioner, and only when some
+        embed misses the ledger.  Unreachable or missing: one warning, nothing found.
+        Malformed: :class:`ManifestError` (located: source, page, embed).
+        """
+        missing = [lkey for lkey in unique if lkey not in snapshot]
+        if not missing:
+            return {}
+        source = self.settings.previous_manifest_source
+        if source is None:
+            return {}
+        if not self._deployed_read:
+            self._deployed_read = True
+            try:
+                self._deployed_data = read_manifest(source, timeout=self.settings.timeout)
+            except ManifestUnavailable as exc:
+                self.logger.warning(
+                    "sphere-workspaces: the previous manifest %s is not available (%s); the embeds "
+                    "the ledger does not list get new workspaces", exc.source, redact(exc.reason))
+            except ManifestError as exc:
+                named = (PREVIOUS_MANIFEST_ENV if os.environ.get(PREVIOUS_MANIFEST_ENV, "").strip()
+                         else "the previous_manifest setting")
+                raise ManifestError(f"the previous manifest ({named}) is malformed: {exc}") from None
+        if self._deployed_data is None:
+            return {}
+        api = self._api_base()
+        listed: dict[str, str] = {}
+        for item in deployed_workspaces(self._deployed_data):
+            lkey = "|".join((api, item.project_id, item.creation_key, f"{item.page}#{item.name}"))
+            listed.setdefault(lkey, item.workspace_id)
+        owned = {str(e.get("workspace_id")) for e in snapshot.values() if isinstance(e, Mapping)}
+        found = {lkey: listed[lkey] for lkey in missing if lkey in listed and listed[lkey] not in owned}
+        self.logger.info("sphere-workspaces: the previous manifest %s lists %d of the %d embed(s) the "
+                         "ledger does not", shown_source(source), len(found), len(missing))
+        return found
+
+    def _reuse_deployed(self, client: ContainersClient, lkey: str, request: EmbedRequest,
+                        workspace_id: str) -> Workspace | None:
+        """The deployed site's workspace for ``request`` if the API says it is usable; recorded in the ledger."""
+        try:
+            ws = client.get_workspace(workspace_id)
+        except SphereEngineError as exc:  # 404 or the API cannot say: create as without it
+            self.logger.info("sphere-workspaces: %s: the deployed site's workspace %s is not reused "
+                             "(GET /workspaces/%s: %s)", request.where, workspace_id, workspace_id,
+                             redact(exc.reason))
+            return None
+        if (ws.project_id or "").lower() != request.spec.project_id.lower() or ws.id != workspace_id:
+            why: str | None = f"it belongs to project {ws.project_id}"
+        elif not ws.is_live:
+            why = f"it is {ws.state_name}" + (" without auto-resume" if ws.state_name == "stopped" else "")
+        else:
+            why = self._usable(ws, request)
+        if why is not None:
+            self.logger.info("sphere-workspaces: %s: the deployed site's workspace %s is not reused: %s",
+                             request.where, workspace_id, why)
+            return None
+        created = parse_time(ws.created_at)
+        entry = self._entry(request, ws, created_at=_stamp(created) if created is not None else None,
+                            note="reused from the deployed site")
+
+        def record(data: dict[str, Any]) -> dict[str, Any] | None:
+            current = data["entries"].get(lkey)
+            if current is not None and current["workspace_id"] != ws.id:
+                return dict(current)  # another build recorded this embed meanwhile: theirs wins
+            data["entries"][lkey] = entry
+            return None
+
+        theirs = self._journal.apply(record)
+        return _recorded_workspace(theirs) if theirs is not None else ws
 
     def _create(self, stop: threading.Event, client: ContainersClient, outcome: _Outcome) -> _Outcome:
         """``POST /workspaces`` between an intent written before and the entry written after."""

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 from .errors import SettingsError
 from .options import MODES
 
-__all__ = ["ON_ERROR", "SETTINGS", "Endpoint", "SiteSettings", "parse_endpoint", "token_from_env"]
+__all__ = ["ON_ERROR", "PREVIOUS_MANIFEST_ENV", "SETTINGS", "Endpoint", "SiteSettings", "parse_endpoint", "token_from_env"]
 
 ON_ERROR = ("fail", "placeholder", "lazy")
 DEFAULT_TOKEN_ENV = "SPHERE_ENGINE_ACCESS_TOKEN"
+#: overrides the ``previous_manifest`` setting (CI: the deployed site's manifest URL)
+PREVIOUS_MANIFEST_ENV = "SPHERE_DOCS_PREVIOUS_MANIFEST"
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -90,6 +92,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("retries", 3, "0..10", "retries of a failed API call (see Retries in the README: a create is retried only when it surely was not performed)"),
         Setting("cache", ".sphere-docs-cache", "folder",
                 "where the ledger of created workspaces is kept (relative to the config file)"),
+        Setting("previous_manifest", None, "URL or path",
+                "the `sphere-workspaces.json` of the last deployed site (URL, or a path relative to the "
+                "config file); a build whose ledger has no entry for an embed reuses the workspace it "
+                f"lists. The environment variable `{PREVIOUS_MANIFEST_ENV}` overrides it"),
         Setting("token_env", DEFAULT_TOKEN_ENV, "environment variable name",
                 "the environment variable holding the API access token"),
         Setting("sdk_host", None, "host[:port]", "SDK host; defaults to the endpoint's host"),
@@ -114,6 +120,22 @@ def token_from_env(token_env: str, *, who: str, why: str = "") -> str:
     return value
 
 
+def _check_manifest_source(name: str, value: Any) -> None:
+    """A manifest location: an http(s) URL or a path (``file://`` accepted)."""
+    valid = "the URL of a deployed sphere-workspaces.json (https://...) or a path to one"
+    message = (f"sphere-workspaces: invalid value {value!r} for the environment variable {name}; "
+               f"expected {valid}") if name == PREVIOUS_MANIFEST_ENV else None
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(name, value, valid, message=message)
+    text = value.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme == "file":
+            return
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SettingsError(name, value, valid, message=message)
+
+
 class SiteSettings(NamedTuple):
     """The site-wide settings, validated by :meth:`from_mapping` (or :meth:`validate`)."""
 
@@ -128,7 +150,8 @@ class SiteSettings(NamedTuple):
     token_env: str = DEFAULT_TOKEN_ENV
     sdk_host: str | None = None
     sdk_https: bool | None = None
-    #: folder that relative paths (``cache``) are resolved against
+    previous_manifest: str | None = None
+    #: folder that relative paths (``cache``, ``previous_manifest``) are resolved against
     base_dir: Path = Path(".")
 
     @classmethod
@@ -152,6 +175,8 @@ class SiteSettings(NamedTuple):
             allowed = (str, Path) if name == "cache" else str
             if value is not None and not isinstance(value, allowed):
                 raise SettingsError(name, value, valid)
+        if self.previous_manifest is not None:
+            _check_manifest_source("previous_manifest", self.previous_manifest)
         if self.endpoint is not None:
             parse_endpoint(self.endpoint)
         if self.mode not in MODES:
@@ -212,6 +237,26 @@ class SiteSettings(NamedTuple):
     def cache_dir(self) -> Path:
         path = Path(self.cache)
         return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def previous_manifest_source(self) -> str | None:
+        """Where the deployed site's manifest is: ``$SPHERE_DOCS_PREVIOUS_MANIFEST``, else the setting.
+
+        A URL as given; a path made absolute (the variable's against the current
+        folder, the setting's against the config file's folder); None when neither is set.
+        """
+        env = os.environ.get(PREVIOUS_MANIFEST_ENV, "").strip()
+        if env:
+            _check_manifest_source(PREVIOUS_MANIFEST_ENV, env)
+            value, base = env, Path.cwd()
+        elif self.previous_manifest:
+            value, base = str(self.previous_manifest).strip(), self.base_dir
+        else:
+            return None
+        if value.startswith(("http://", "https://")):
+            return value
+        path = Path(value.removeprefix("file://")).expanduser()
+        return str(path if path.is_absolute() else base / path)
 
     def token(self) -> str:
         """The access token from the environment, or a :class:`SettingsError` naming the variable."""

@@ -109,6 +109,7 @@ def test_good_token(site: Path, emulator, capsys: pytest.CaptureFixture[str]) ->
     assert out == f"""\
 sphere-docs doctor: mkdocs.yml (MkDocs, pages in docs)
 embeds: 3 in 2 pages (2 build, 1 lazy, 0 invalid)
+lifecycle: 2 build embeds: stopped after 15 minutes without a reader, resumed when one opens it, removed after 30 days without one: the deployed site stays usable while each is opened at least once every 30 days
 endpoint: {URL}/api/v1
 token: $SPHERE_ENGINE_ACCESS_TOKEN (set, not shown)
 ok: the API accepts the token (GET /test)
@@ -130,6 +131,7 @@ def test_bad_token(site: Path, emulator, capsys: pytest.CaptureFixture[str],
     assert out == f"""\
 sphere-docs doctor: mkdocs.yml (MkDocs, pages in docs)
 embeds: 3 in 2 pages (2 build, 1 lazy, 0 invalid)
+lifecycle: 2 build embeds: stopped after 15 minutes without a reader, resumed when one opens it, removed after 30 days without one: the deployed site stays usable while each is opened at least once every 30 days
 endpoint: {URL}/api/v1
 token: $SPHERE_ENGINE_ACCESS_TOKEN (set, not shown)
 problem: the API rejects the token in $SPHERE_ENGINE_ACCESS_TOKEN (HTTP 401: unauthorized access)
@@ -157,6 +159,7 @@ def test_missing_project(site: Path, emulator, capsys: pytest.CaptureFixture[str
     assert out == f"""\
 sphere-docs doctor: mkdocs.yml (MkDocs, pages in docs)
 embeds: 5 in 3 pages (4 build, 1 lazy, 0 invalid)
+lifecycle: 4 build embeds: stopped after 15 minutes without a reader, resumed when one opens it, removed after 30 days without one: the deployed site stays usable while each is opened at least once every 30 days
 endpoint: {URL}/api/v1
 token: $SPHERE_ENGINE_ACCESS_TOKEN (set, not shown)
 ok: the API accepts the token (GET /test)
@@ -175,7 +178,7 @@ def test_no_token(site: Path, emulator, capsys: pytest.CaptureFixture[str],
     build(site)
     monkeypatch.delenv(TOKEN_ENV)
     code, out = doctor(capsys, emulator)
-    assert out.splitlines()[3:] == [
+    assert out.splitlines()[4:] == [
         "token: $SPHERE_ENGINE_ACCESS_TOKEN is not set",
         "problem: no access token: the environment variable SPHERE_ENGINE_ACCESS_TOKEN is empty or not set",
         FIX_TOKEN,
@@ -237,6 +240,7 @@ def test_sphinx_conf_py(tmp_path: Path, emulator, capsys: pytest.CaptureFixture[
     assert out == f"""\
 sphere-docs doctor: docs/conf.py (Sphinx, pages in docs)
 embeds: 2 in 2 pages (1 build, 1 lazy, 0 invalid)
+lifecycle: 1 build embed: stopped after 15 minutes without a reader, resumed when one opens it, removed after 30 days without one: the deployed site stays usable while each is opened at least once every 30 days
 problem: 1 lazy embed (first at docs/index.rst:1) but no lazy endpoint is set
   fix: set sphere_lazy_endpoint in conf.py to the URL of your lazy endpoint (see `sphere-docs endpoint --help`)
 endpoint: {URL}/api/v1
@@ -271,8 +275,9 @@ def test_bad_settings_and_disabled_plugin(tmp_path: Path, emulator, capsys: pyte
     (tmp_path / "mkdocs.yml").write_text("site_name: t\n")
     code, out = doctor(capsys, emulator)
     lines = out.splitlines()
-    assert lines[1:5] == [
+    assert lines[1:6] == [
         "embeds: 2 in 1 page (1 build, 1 lazy, 0 invalid)",
+        "lifecycle: 1 build embed: stopped after 15 minutes without a reader, resumed when one opens it, removed after 30 days without one: the deployed site stays usable while each is opened at least once every 30 days",
         "problem: 2 embeds but mkdocs.yml does not enable the sphere-workspaces plugin",
         "  fix: add `- sphere-workspaces` under `plugins:` in mkdocs.yml",
         "problem: 1 lazy embed (first at docs/index.md:7) but no lazy endpoint is set",

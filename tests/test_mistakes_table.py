@@ -36,7 +36,7 @@ from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
 from sphinx_fixtures import build as sphinx_build
-from sphinx_fixtures import ours
+from sphinx_fixtures import ours as sphere_warnings
 
 from sphere_docs.check import check_paths
 from sphere_docs.markdown import DirectiveError
@@ -149,7 +149,7 @@ def verdict(engine: str, mistake: str, tmp_path: Path, make_app: Any,
         app = sphinx_build(make_app, src)
         assert app.statuscode == 1
         # as data, not as Sphinx prints it (colours, the [sphere.*] suffix differ by version)
-        said = [w for w in ours(app) if w.level == "ERROR" and w.message.startswith("sphere-workspace:")]
+        said = [w for w in sphere_warnings(app) if w.level == "ERROR" and w.message.startswith("sphere-workspace:")]
         return "error", f"{Path(said[0].file or '').name}:{said[0].line}: {said[0].message}"
     assert engine == "check"
     write(tmp_path / "docs", "lesson.md", md_page)

@@ -165,15 +165,18 @@ def test_build_mode_site(emulator: EmulatorServer, tmp_path: Path, caplog: pytes
     assert "sphere-workspace__frame" not in examples and examples.count("{sphere-workspace}") == 4
 
     manifest = json.loads((site / "sphere-workspaces.json").read_text())
+    key = WorkspaceSpec(P).creation_key()  # height and features are display options
     assert manifest == {
         "version": 1,
         "pages": {
             "lessons/one.md": [
-                {"project_id": P, "mode": "build", "name": default_name("lessons/one.md", WorkspaceSpec(P))},
-                {"project_id": P, "mode": "build", "name": "in-note"},
+                {"project_id": P, "mode": "build", "name": default_name("lessons/one.md", WorkspaceSpec(P)),
+                 "creation_key": key, "workspace_id": ids[0]},
+                {"project_id": P, "mode": "build", "name": "in-note", "creation_key": key, "workspace_id": ids[1]},
             ],
             "lessons/two.md": [
-                {"project_id": P, "mode": "build", "name": default_name("lessons/two.md", WorkspaceSpec(P))},
+                {"project_id": P, "mode": "build", "name": default_name("lessons/two.md", WorkspaceSpec(P)),
+                 "creation_key": key, "workspace_id": ids[2]},
                 {"project_id": P, "mode": "lazy", "name": "later"},
             ],
         },

@@ -13,7 +13,34 @@ def test_defaults() -> None:
     spec = parse_options(PROJECT, {})
     assert spec == WorkspaceSpec(project_id=PROJECT)
     assert (spec.mode, spec.height, spec.width, spec.launch, spec.token_required) == ("build", "600px", "100%", "click", True)
-    assert spec.create_fields() == {"project_id": PROJECT, "workspace_token_required": "true"}
+    # build mode: the lifecycle defaults that keep a shared workspace usable between builds
+    assert spec.create_fields() == {"project_id": PROJECT, "workspace_token_required": "true",
+                                    "inactivity_timeout": "15", "retention_time_stopped": "43200",
+                                    "auto_resume": "true"}
+    lazy = parse_options(PROJECT, {}, default_mode="lazy")
+    assert lazy.create_fields() == {"project_id": PROJECT, "workspace_token_required": "true"}
+
+
+def test_build_lifecycle_defaults_fill_only_what_the_author_left_unset() -> None:
+    def fields(**options: str) -> dict[str, str]:
+        spec = parse_options(PROJECT, {k.replace("_", "-"): v for k, v in options.items()})
+        return {k: v for k, v in spec.create_fields().items()
+                if k not in ("project_id", "workspace_token_required")}
+
+    assert fields(inactivity_timeout="30") == {
+        "inactivity_timeout": "30", "retention_time_stopped": "43200", "auto_resume": "true"}
+    assert fields(retention_stopped="0", auto_resume="false") == {
+        "inactivity_timeout": "15", "retention_time_stopped": "0", "auto_resume": "false"}
+    # a total lifetime shorter than the default stop retention caps it (the vendor calls that a conflict)
+    assert fields(retention_total="1440") == {
+        "inactivity_timeout": "15", "retention_time_stopped": "1440",
+        "retention_time_total": "1440", "auto_resume": "true"}
+    assert fields(retention_total="100000")["retention_time_stopped"] == "43200"
+    # the defaults are part of the creation key: an explicit default is the same workspace
+    explicit = parse_options(PROJECT, {"inactivity-timeout": "15", "retention-stopped": "43200",
+                                       "auto-resume": "true"})
+    assert explicit.creation_key() == parse_options(PROJECT, {}).creation_key()
+    assert parse_options(PROJECT, {}, default_mode="lazy").creation_key() != explicit.creation_key()
 
 
 def test_every_option_parses() -> None:

@@ -500,18 +500,23 @@ def test_manifest_roundtrip_and_no_token(tmp_path):
     embeds = [(r.page, r.spec) for r in PAGES] + [("lazy.md", embed("lazy.md", mode="lazy").spec),
                                                    ("other.md", embed("other.md", project=SECOND_PROJECT).spec)]
     path = tmp_path / "site" / "sphere-workspaces.json"
-    write_manifest(path, embeds)
+    ws_id = "0123456789abcdef0123456789abcdef"
+    write_manifest(path, embeds, workspaces={PAGES[0].key: ws_id})  # the others: no workspace (placeholders)
     data = read_manifest(str(path))
+    key = PAGES[0].spec.creation_key()
+    other = embed("other.md", project=SECOND_PROJECT).spec
     assert data == {
         "version": 1,
         "pages": {
-            "index.md": [{"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[0].spec.name}],
+            "index.md": [{"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[0].spec.name,
+                          "creation_key": key, "workspace_id": ws_id}],
             "lazy.md": [{"project_id": DEMO_PROJECT_ID, "mode": "lazy", "name": embed("lazy.md", mode="lazy").spec.name}],
             "lessons/one.md": [
-                {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[1].spec.name},
-                {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[2].spec.name},
+                {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[1].spec.name, "creation_key": key},
+                {"project_id": DEMO_PROJECT_ID, "mode": "build", "name": PAGES[2].spec.name, "creation_key": key},
             ],
-            "other.md": [{"project_id": SECOND_PROJECT, "mode": "build", "name": embed("other.md", project=SECOND_PROJECT).spec.name}],
+            "other.md": [{"project_id": SECOND_PROJECT, "mode": "build", "name": other.name,
+                          "creation_key": other.creation_key()}],
         },
         "projects": sorted([DEMO_PROJECT_ID, SECOND_PROJECT]),
     }
@@ -548,6 +553,10 @@ def test_read_manifest_errors(tmp_path):
     (tmp_path / "y.json").write_text('{"version": 1, "pages": {"a.md": [{}]}, "projects": []}')
     with pytest.raises(ManifestError, match=r"page 'a\.md'"):
         read_manifest(str(tmp_path / "y.json"))
+    (tmp_path / "z.json").write_text('{"version": 1, "pages": {"a.md": [{"project_id": "p", "name": "n", '
+                                     '"workspace_id": "../remove"}]}, "projects": ["p"]}')
+    with pytest.raises(ManifestError, match=r"page 'a\.md', embed 1 \('n'\): 'workspace_id' must be 32 hex"):
+        read_manifest(str(tmp_path / "z.json"))
 
 
 def test_cache_dir_gets_a_gitignore(emulator, tmp_path):

@@ -258,7 +258,7 @@ def test_sphinx_build_cli_with_W_exits_non_zero(emulator, tmp_path, capsys):
     assert code != 0
     # Sphinx 7 stops at the first warning and prints it as "path:line:sentence" with no
     # type; 8.1+ prints every one as "path:line: ERROR: sentence [sphere.option]"
-    assert f"index.rst:8:{' ERROR: ' if sphinx.version_info >= (8, 1) else ''}{BAD_RST[0][1]}" in out.err
+    assert re.search(rf"index\.rst:8:( ERROR: )?{re.escape(BAD_RST[0][1])}", out.err), out.err
     if sphinx.version_info >= (8,):  # where Sphinx shows warning types, ours is there
         assert f"{BAD_RST[0][1]} [sphere.option]" in out.err
     assert "Traceback" not in out.err + out.out

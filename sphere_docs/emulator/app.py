@@ -68,7 +68,15 @@ Choices for what the reference marks [inferred] or unknown:
   (seconds, like :func:`time.time`); transitions are applied lazily, at their
   exact due time, whenever state is read.
 * ``last_usage`` is null until the workspace page is opened; each visit sets
-  it (activity) and auto-resumes a stopped workspace when ``auto_resume``.
+  it (activity) and auto-resumes a stopped workspace when ``auto_resume``
+  (stopped → starting → running after ``start_delay``, as a ``resume`` call).
+  Only the workspace page — what the SDK's iframe opens — is a visit;
+  ``/workspace/<id>/check`` reads the state and changes nothing.  The stop
+  retention counts from the latest stop, so each visit to a stopped workspace
+  starts its cycle again (running, stopped after the inactivity timeout, removed
+  ``retention_time_stopped`` later); ``retention_time_total`` counts from
+  creation whatever the visits.  This is how build-mode embeds (created with
+  ``retention_time_stopped`` > 0 and ``auto_resume``) outlive the build.
 * Lists are in creation order; ``page_token`` is opaque (an encoded offset);
   ``states[]`` and ``states`` (repeated or comma-separated) filter by code.
 * ``workspace_url`` is ``<emulator>/workspace/<id>``; ``config`` is the

@@ -279,7 +279,7 @@ class EndpointConfig:
             raise setting_error(ENV_VARS["create_options"][0], unknown[0],
                                 "options among: " + ", ".join(CREATE_OPTION_NAMES), problem="unknown option")
         try:
-            spec = parse_options(project_id, {str(k): v for k, v in merged.items()})
+            spec = parse_options(project_id, {str(k): v for k, v in merged.items()}, default_mode="lazy")
         except OptionError as exc:
             raise setting_error(ENV_VARS["create_options"][0], exc.value, exc.valid,
                                 problem=f"invalid {exc.option!r} value") from None

@@ -293,7 +293,10 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
     data = env_data(app.env)
     manifest = Path(builder.outdir) / MANIFEST_NAME
     try:
-        write_manifest(manifest, [(e.page, e.spec) for e in data.all_embeds()])
+        embeds = data.all_embeds()
+        write_manifest(manifest, [(e.page, e.spec) for e in embeds], workspaces={
+            e.key: outcome.workspace_id for e in embeds
+            if (outcome := data.outcomes.get(e.key)) is not None and outcome.workspace_id})
     except OSError as exc:
         stop_build(SphereBuildError(f"sphere-workspaces: cannot write {manifest}: "
                                     f"{exc.strerror or exc}", subtype="config"))
