@@ -154,7 +154,10 @@ def test_request_encoding_and_auth(emulator, access_token):
     assert parse_qs(urlsplit(sent.url).query)["access_token"] == [access_token]
     assert "Authorization" not in sent.headers
     body = parse_qs(sent.body if isinstance(sent.body, str) else sent.body.decode())
-    assert body == {"project_id": [DEMO_PROJECT_ID], "workspace_token_required": ["false"]}
+    assert body == {"project_id": [DEMO_PROJECT_ID], "workspace_token_required": ["false"],
+                    # the build-mode lifecycle defaults (sphere_docs.options.BUILD_LIFECYCLE_DEFAULTS)
+                    "inactivity_timeout": ["15"], "retention_time_stopped": ["43200"],
+                    "auto_resume": ["true"]}
     session.close()  # an injected session is the caller's to close
 
 
