@@ -252,3 +252,16 @@ def test_each_visit_restarts_the_stopped_retention(emulator_clocked: EmulatorSer
     assert state() == "stopped"
     clock.advance(60)
     assert state() == "removed"
+
+
+def test_the_lazy_endpoint_creates_without_the_build_defaults() -> None:
+    """Lazy workspaces are per reader: the endpoint sends only what its operator configured."""
+    import json
+
+    from sphere_docs.endpoint.config import EndpointConfig
+
+    config = EndpointConfig.from_env({}, api="http://127.0.0.1:9", allow_projects=P,
+                                     allow_origins="https://docs.example.org",
+                                     create_options=json.dumps({"*": {"inactivity-timeout": 5}}))
+    assert config.create_fields(P) == {"project_id": P, "workspace_token_required": "true",
+                                       "inactivity_timeout": "5"}

@@ -7,8 +7,8 @@ from typing import ClassVar
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.util import logging
-from sphinx.util.logging import is_suppressed_warning
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.logging import is_suppressed_warning
 
 from .. import html
 from ..messages import unclosed_fence
