@@ -11,10 +11,11 @@ what would have been valid; the front end adds the file and line with
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -55,11 +56,13 @@ class OptionError(ValueError):
     ``file:line``.
     """
 
-    def __init__(self, option: str, value: object, valid: str, problem: str | None = None):
+    def __init__(self, option: str, value: object, valid: str, problem: str | None = None,
+                 suggestion: str | None = None):
         self.option = option
         self.value = value
         self.valid = valid
         self.problem = problem or "invalid value"
+        self.suggestion = suggestion  #: the closest valid name or word, for "did you mean ...?"
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -67,12 +70,13 @@ class OptionError(ValueError):
             if self.value in (None, ""):
                 return f"sphere-workspace: missing project id; expected {self.valid}"
             return f"sphere-workspace: invalid project id {self.value!r}; expected {self.valid}"
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
         if self.problem == "unknown option":
             return (
-                f"sphere-workspace: unknown option {self.option!r}; valid options: {self.valid}"
+                f"sphere-workspace: unknown option {self.option!r}{hint}; valid options: {self.valid}"
             )
         return (
-            f"sphere-workspace: {self.problem} {self.value!r} for option {self.option!r}; "
+            f"sphere-workspace: {self.problem} {self.value!r} for option {self.option!r}{hint}; "
             f"expected {self.valid}"
         )
 
@@ -100,7 +104,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
             raise ValueError(" | ".join(choices))
         return value
 
+    convert.choices = choices  # type: ignore[attr-defined]  # for "did you mean ...?"
     return convert
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate an author most likely meant (a typo away), or ``None``."""
+    found = difflib.get_close_matches(word.strip().lower(), list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 def _boolean(raw: str) -> bool:
@@ -312,14 +323,17 @@ def parse_options(
         name = str(raw_name).strip().lower().replace("_", "-")
         option = OPTIONS.get(name)
         if option is None:
-            raise OptionError(raw_name, raw_value, ", ".join(OPTIONS), problem="unknown option")
+            raise OptionError(raw_name, raw_value, ", ".join(OPTIONS), problem="unknown option",
+                              suggestion=closest(name, OPTIONS))
         text = "" if raw_value is None else str(raw_value)
         if isinstance(raw_value, bool):  # YAML option blocks give real booleans
             text = "true" if raw_value else "false"
         try:
             values[option.attr] = option.convert(text)
         except ValueError as exc:
-            raise OptionError(option.name, raw_value, str(exc)) from None
+            choices = getattr(option.convert, "choices", None)
+            raise OptionError(option.name, raw_value, str(exc),
+                              suggestion=closest(text, choices) if choices else None) from None
 
     control = _CONTROL_RE.search(caption)
     if control:

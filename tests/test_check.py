@@ -36,7 +36,7 @@ YAML_BLOCK = "expected 'name: value' lines between the --- lines"
 
 #: ``sphere-docs check`` run in tests/data/check_tree, exactly
 PINNED = f"""\
-docs/lessons/bad.md:3: sphere-workspace: unknown option 'heigth'; valid options: {OPTIONS}
+docs/lessons/bad.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
 docs/lessons/bad.md:7: sphere-workspace: invalid value '600' for option 'height'; expected {CSS}
 docs/lessons/bad.md:11: sphere-workspace: missing project id; expected {PROJECT}
 docs/lessons/bad.md:15: sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee'; expected {PROJECT}
@@ -49,7 +49,7 @@ docs/lessons/yaml.md:17: sphere-workspace: invalid value 'never' for option 'lau
 docs/lessons/yaml.md:23: sphere-workspace: invalid YAML in the option block (line 25, column 15): expected ',' or ']', but got '<stream end>'; {YAML_BLOCK}
 docs/lessons/yaml.md:29: sphere-workspace: the YAML option block is a list, not a mapping; {YAML_BLOCK}
 docs/lessons/yaml.md:35: sphere-workspace: invalid value '-5' for option 'retention-total'; expected {MINUTES}
-sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth'; valid options: {OPTIONS}
+sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
 sphinx/bad.rst:7: sphere-workspace: invalid value 'wide' for option 'width'; expected {CSS}
 sphinx/bad.rst:10: sphere-workspace: missing project id; expected {PROJECT}
 sphinx/bad.rst:13: sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee3 extra words'; expected {PROJECT}
@@ -122,7 +122,7 @@ def test_json_output_for_ci_annotations(capsys: pytest.CaptureFixture[str], monk
     assert items[0] == {
         "file": "docs/lessons/bad.md", "line": 3, "option": "heigth", "value": "600px",
         "valid": OPTIONS, "severity": "error",
-        "message": f"sphere-workspace: unknown option 'heigth'; valid options: {OPTIONS}",
+        "message": f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}",
     }
     assert items[2] == {
         "file": "docs/lessons/bad.md", "line": 11, "option": "project", "value": None,
@@ -157,7 +157,7 @@ def test_the_real_command(tmp_path: Path) -> None:
     bad = subprocess.run([*command, "sphinx"], cwd=TREE, capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[0] == (
-        f"sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth'; valid options: {OPTIONS}")
+        f"sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}")
     assert bad.stdout.splitlines()[-1] == "16 embeds in 3 files, 11 errors"
     good = subprocess.run([*command, "docs/index.md"], cwd=TREE, capture_output=True, text=True, check=False)
     assert (good.returncode, good.stdout, good.stderr) == (0, "3 embeds in 1 file, 0 errors\n", "")

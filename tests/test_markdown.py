@@ -281,7 +281,7 @@ OPTS = ", ".join(
 ERRORS = {
     "unknown option": (
         f"Intro\n\n```{{sphere-workspace}} {P}\n:heigth: 600px\n```\n",
-        f"intro.md:3: sphere-workspace: unknown option 'heigth'; valid options: {OPTS}",
+        f"intro.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTS}",
     ),
     "bad value": (
         f"```{{sphere-workspace}} {P}\n:height: 600\n```\n",
@@ -327,7 +327,7 @@ ERRORS = {
     ),
     "yaml unknown option": (
         f"\n\n```{{sphere-workspace}} {P}\n---\nhieght: 1px\n---\n```\n",
-        f"intro.md:3: sphere-workspace: unknown option 'hieght'; valid options: {OPTS}",
+        f"intro.md:3: sphere-workspace: unknown option 'hieght' (did you mean 'height'?); valid options: {OPTS}",
     ),
     "fence never closed": (
         f"```{{sphere-workspace}} {P}\n:height: 1px\n",

@@ -61,11 +61,11 @@ MISTAKES: dict[str, tuple[str, str | None, int, str, str]] = {
     "unknown option": (
         "# Lesson\n\n" + md_embed(":heigth: 300px"),
         "Lesson.\n\n" + rst_embed(":heigth: 300px"),
-        3, f"sphere-workspace: unknown option 'heigth'; valid options: {VALID}", "option"),
+        3, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}", "option"),
     "invalid value": (
         "# Lesson\n\n" + md_embed(":mode: lazzy"),
         "Lesson.\n\n" + rst_embed(":mode: lazzy"),
-        3, "sphere-workspace: invalid value 'lazzy' for option 'mode'; expected build | lazy", "option"),
+        3, "sphere-workspace: invalid value 'lazzy' for option 'mode' (did you mean 'lazy'?); expected build | lazy", "option"),
     "missing project id": (
         "# Lesson\n\n" + md_embed(project=""),
         "Lesson.\n\n" + rst_embed(project=""),

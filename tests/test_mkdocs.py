@@ -380,7 +380,7 @@ def test_bad_directives_fail_the_build_with_every_message(
     config = make_site(tmp_path, {"endpoint": emulator.url}, pages)
     with pytest.raises(Abort):
         run_build(config)
-    a = ("a.md:7: sphere-workspace: unknown option 'heigth'; valid options: mode, height, width, features, "
+    a = ("a.md:7: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: mode, height, width, features, "
          "launch, token-required, inactivity-timeout, retention-stopped, retention-total, auto-resume, name, class")
     b = "b.md:5: sphere-workspace: invalid project id '1234'; expected a project id of 32 hexadecimal characters"
     ours = [r.getMessage() for r in caplog.records if r.name == PLUGIN_LOGGER and r.levelno == logging.ERROR]

@@ -194,7 +194,7 @@ def test_extension_listed_next_to_the_plugin_is_taken_over(emulator: EmulatorSer
 
 @pytest.mark.parametrize(("page", "ext_config", "sentence"), [
     (f"# L\n\n```{{sphere-workspace}} {P}\n:heigth: 300px\n```\n", {"mode": "lazy", "lazy_endpoint": LAZY},
-     "lesson.md:3: sphere-workspace: unknown option 'heigth'; valid options: "),
+     "lesson.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: "),
     ("# L\n", {"mode": "lazzy", "lazy_endpoint": LAZY},
      "sphere-workspaces: invalid value 'lazzy' for setting 'mode'; expected build | lazy"),
 ])

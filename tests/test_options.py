@@ -95,7 +95,7 @@ def test_creation_key_ignores_display_options() -> None:
     [
         (None, {}, "lesson.md:7: sphere-workspace: missing project id; expected a project id of 32 hexadecimal characters"),
         ("eef024c1", {}, "lesson.md:7: sphere-workspace: invalid project id 'eef024c1'; expected a project id of 32 hexadecimal characters"),
-        (PROJECT, {"heigth": "1px"}, "lesson.md:7: sphere-workspace: unknown option 'heigth'; valid options: mode, height, width, features, launch, token-required, inactivity-timeout, retention-stopped, retention-total, auto-resume, name, class"),
+        (PROJECT, {"heigth": "1px"}, "lesson.md:7: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: mode, height, width, features, launch, token-required, inactivity-timeout, retention-stopped, retention-total, auto-resume, name, class"),
         (PROJECT, {"mode": "eager"}, "lesson.md:7: sphere-workspace: invalid value 'eager' for option 'mode'; expected build | lazy"),
         (PROJECT, {"height": "tall"}, "lesson.md:7: sphere-workspace: invalid value 'tall' for option 'height'; expected a CSS length such as 600px, 70vh, 40em or 100%"),
         (PROJECT, {"width": "100%;color:red"}, "lesson.md:7: sphere-workspace: invalid value '100%;color:red' for option 'width'; expected a CSS length such as 600px, 70vh, 40em or 100%"),

@@ -182,7 +182,7 @@ def test_incremental_builds_create_only_for_changed_embeds(make_app, emulator, t
 VALID = ("mode, height, width, features, launch, token-required, inactivity-timeout, "
          "retention-stopped, retention-total, auto-resume, name, class")
 BAD_RST = [
-    (8, f"sphere-workspace: unknown option 'heigth'; valid options: {VALID}"),
+    (8, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
     (11, "sphere-workspace: invalid value 'tall' for option 'height'; "
          "expected a CSS length such as 600px, 70vh, 40em or 100%"),
     (14, "sphere-workspace: missing project id; expected a project id of 32 hexadecimal characters"),
@@ -202,7 +202,7 @@ BAD_RST = [
          "expected a project id of 32 hexadecimal characters"),
 ]
 BAD_MD = [
-    (3, f"sphere-workspace: unknown option 'heigth'; valid options: {VALID}"),
+    (3, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
     (7, "sphere-workspace: invalid value 'never' for option 'launch'; "
         "expected click | visible | load"),
     (13, "sphere-workspace: missing project id; expected a project id of 32 hexadecimal characters"),
