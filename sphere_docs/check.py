@@ -680,3 +680,19 @@ def format_text(result: CheckResult) -> Iterable[str]:
 
 def format_json(result: CheckResult) -> str:
     return json.dumps([p.as_json() for p in result.problems], indent=2)
+
+
+def format_github(result: CheckResult) -> Iterable[str]:
+    """GitHub Actions workflow commands: each problem becomes an annotation on its file and line."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    for problem in result.problems:
+        level = "error" if problem.severity == "error" else "warning"
+        where = f"file={prop(problem.file)}" + (f",line={problem.line}" if problem.line else "")
+        yield f"::{level} {where},title=sphere-docs check::{data(problem.message)}"
+    yield result.summary()

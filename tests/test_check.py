@@ -111,6 +111,28 @@ def test_valid_embeds_are_found_with_their_options(monkeypatch: pytest.MonkeyPat
     assert by_place[("docs/index.md", 11)].launch == "visible"
 
 
+def test_github_output_annotates_each_problem(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(TREE)
+    code, out, _ = run_check(capsys, "--format", "github", "docs")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == (
+        "::error file=docs/lessons/bad.md,line=3,title=sphere-docs check::sphere-workspace: unknown option "
+        f"'heigth' (did you mean 'height'?); valid options: {OPTIONS}")
+    assert all(line.startswith(("::error file=", "::warning file=")) for line in lines[:-1])
+    assert any(line.startswith("::warning file=docs/lessons/bad.md,line=37,") for line in lines)
+    assert lines[-1].endswith("errors, 1 warning")
+
+
+def test_pre_commit_hook_runs_check() -> None:
+    import yaml
+
+    (hook,) = yaml.safe_load((Path(__file__).resolve().parent.parent / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "sphere-docs-check" and hook["entry"] == "sphere-docs check"
+    assert hook["pass_filenames"] is True
+
+
 def test_json_output_for_ci_annotations(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(TREE)
     code, out, err = run_check(capsys, "--format", "json", "docs", "sphinx/myst.md")

@@ -24,17 +24,17 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="*", default=["."], metavar="PATH",
                         help="docs folders or pages to check (default: the current folder)")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text",
                         help="text: file:line: message lines and a summary (default); "
                              "json: a list of {file, line, option, value, valid, message, "
-                             "severity} for CI annotations")
+                             "severity}; github: GitHub Actions annotations (::error file=...)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..check import check_paths, format_json, format_text
+    from ..check import check_paths, format_github, format_json, format_text
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_json(result))
         print(result.summary(), file=sys.stderr)
     else:
-        for line in format_text(result):
+        for line in (format_github if args.format == "github" else format_text)(result):
             print(line)
     return 1 if result.errors else 0
