@@ -112,6 +112,10 @@ class SphereWorkspacesConfig(base.Config):
     timeout = c.Type((int, float), default=SETTINGS["timeout"].default)
     """Timeout of each API call, in seconds."""
 
+    trust_checked = c.Type((int, float), default=SETTINGS["trust_checked"].default)
+    """Seconds a workspace the API confirmed live (checked or created) is trusted without a
+    new ``GET``, in this process and the next (0: check every recorded workspace each build)."""
+
     retries = c.Type(int, default=SETTINGS["retries"].default)
     """Retries of a failed API call, 0 to 10 (a create only when it surely was not performed; README: Retries)."""
 
@@ -169,6 +173,44 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.rendered: set[str] = set()  # pages whose Markdown this build rendered
         self.workspace_ids: dict[str, str] = {}  # "<page>#<name>" -> the workspace embedded (manifest)
         self.scope = "mkdocs"
+        self._abort_session()
+        self.session: Any = None  # provision.ResolveSession: API work started as pages are read
+        self.provisioner: Any = None
+        self.background = True  # False once the settings say the build cannot provision (on_env says why)
+
+    def _abort_session(self) -> None:
+        """Start nothing new; the calls in flight finish and are recorded (a failed or restarted build)."""
+        session, provisioner = getattr(self, "session", None), getattr(self, "provisioner", None)
+        self.session = self.provisioner = None
+        try:
+            if session is not None and not session.finished:
+                session.abort()
+        finally:
+            if provisioner is not None:
+                provisioner.close()
+
+    def _submit(self, src: str, embeds: list[Embed]) -> None:
+        """Hand the page's build-mode embeds to the background provisioner (``on_env`` waits for them)."""
+        build = [e for e in embeds if e.marker is not None]
+        if not build or not self.background or self.errors:
+            return  # after an invalid embed nothing new is started: the build fails in on_env
+        settings = self._settings()
+        if self.session is None:
+            try:  # what on_env checks first: when it would fail, it fails there, with its message
+                settings.api  # noqa: B018
+                settings.sdk  # noqa: B018
+                settings.token()
+            except SettingsError:
+                self.background = False
+                return
+            from .provision import Provisioner
+
+            self.provisioner = Provisioner(settings, logger=log, scope=self.scope)
+            self.session = self.provisioner.start()
+            self._started = time.perf_counter()
+        from .provision import EmbedRequest
+
+        self.session.submit([EmbedRequest(page=src, spec=e.spec, line=e.line) for e in build])
 
     # -- hooks
 
@@ -219,14 +261,18 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         if embeds:
             self.embeds[src] = embeds
             self.pages[src] = page
+            self._submit(src, embeds)
         return html_
 
     def on_env(self, env: Any, /, *, config: MkDocsConfig, files: Files) -> Any:
         if self.errors:  # each was logged as its page rendered; MkDocs prints this once more
             count = len(self.errors)
+            started = self.session is not None and self.session.started
+            self._abort_session()
             raise PluginError(
-                f"sphere-workspaces: {count} invalid embed{'s' if count != 1 else ''} "
-                "(listed above); nothing was provisioned"
+                f"sphere-workspaces: {count} invalid embed{'s' if count != 1 else ''} (listed above); "
+                + ("nothing more was provisioned (the workspaces of the embeds read before it are "
+                   "recorded for the next build)" if started else "nothing was provisioned")
             )
         if not self.embeds:
             return env
@@ -302,6 +348,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             log.info("sphere-workspaces: cannot keep the previous site (%s)", exc)
 
     def on_build_error(self, *, error: Exception) -> None:
+        self._abort_session()
         keeper, self._site_keeper = self._site_keeper, None
         if keeper is not None:
             keeper.restore()
@@ -328,8 +375,22 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             return {}  # a lazy-only site never loads the API client
         from .provision import EmbedRequest, LedgerError, Provisioner, ProvisionError
 
+        waited = time.perf_counter()
+
         requests = [EmbedRequest(page=src, spec=e.spec, line=e.line) for src, e in build_embeds]
+        session, provisioner, self.session, self.provisioner = self.session, self.provisioner, None, None
         try:
+            if session is not None:  # started as the pages were read: wait for what is still in flight
+                started = self._started
+                try:
+                    session.submit(requests)  # any the pages did not hand over (none, usually)
+                    resolved = session.finish()
+                finally:
+                    provisioner.close()
+                log.info("sphere-workspaces: %d build-mode embed(s) resolved in %.2fs (%.2fs after the "
+                         "pages were read)", len(requests), time.perf_counter() - started,
+                         time.perf_counter() - waited)
+                return resolved  # type: ignore[no-any-return]
             settings.token()  # the message names the variable to set
             settings.api  # noqa: B018  (missing endpoint: a message, not a traceback)
             started = time.perf_counter()

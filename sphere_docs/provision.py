@@ -118,6 +118,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -162,6 +163,7 @@ __all__ = [
     "Provisioner",
     "PruneResult",
     "Resolution",
+    "ResolveSession",
     "match_intents",
     "prune",
     "validate_ledger",
@@ -357,7 +359,8 @@ _ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], str, bool]] = {
     "workspace_id": (*_STR, True),
     "workspace_token": (*_OPT_STR, False),
     **{name: (*_STR, False) for name in ("endpoint", "project_id", "creation_key", "page", "name",
-                                          "created_at", "last_used_build", "last_used_at", "note")},
+                                          "created_at", "last_used_build", "last_used_at", "note",
+                                          "checked_at")},
 }
 _BUILD_FIELDS: dict[str, tuple[tuple[type, ...], str, bool]] = {
     "build_id": (*_STR, True),
@@ -794,6 +797,8 @@ class _Outcome:
     checked: str | None = None  #: the workspace id whose GET check failed (``error`` is that call's)
     unchecked: str | None = None  #: why the recorded workspace is used without a check (API down)
     fatal: SphereDocsError | None = None  #: the ledger could not be written: stop the build
+    confirmed_at: str | None = None  #: when the API said ``workspace`` is live (a check or a create)
+    trusted: bool = False  #: used without a check: the ledger's last check is within ``trust_checked``
 
 
 @dataclass
@@ -840,6 +845,8 @@ class Provisioner:
         self._deployed: dict[str, str] = {}
         self._deployed_read = False  #: the previous manifest was fetched (once per Provisioner)
         self._deployed_data: dict[str, Any] | None = None
+        self._deployed_listed: dict[str, str] | None = None
+        self._deployed_counts = [0, 0]  #: embeds found in the deployed site's manifest, embeds looked up
 
     # -- public
 
@@ -871,40 +878,22 @@ class Provisioner:
         cannot be read, nothing was created).  Ctrl-C and SIGTERM end it as
         the module docstring says (``KeyboardInterrupt``; ``SystemExit`` with
         status :data:`SIGTERM_EXIT`).
-        """
-        results: dict[str, Resolution] = {}
-        unique: dict[str, EmbedRequest] = {}
-        aliases: dict[str, list[EmbedRequest]] = {}
-        page_keys: set[str] = set()
-        for request in requests:
-            if not request.spec.name:
-                raise ValueError(f"{request.where}: the embed has no name; front ends must set one "
-                                 "(options.default_name)")
-            if request.spec.mode != "build":
-                results[request.key] = Resolution(request, fallback="lazy", reason="lazy mode")
-                continue
-            lkey = ledger_key(self._api_base(), request)
-            if lkey in unique:
-                aliases[lkey].append(request)
-                continue
-            if request.key in page_keys:
-                self.logger.warning(
-                    "sphere-workspaces: %s: two embeds named %r on page %s; the later one wins",
-                    request.where, request.spec.name, request.page)
-            page_keys.add(request.key)
-            unique[lkey] = request
-            aliases[lkey] = [request]
-        if not unique:
-            return results
 
-        client = self.client  # may raise SettingsError (no token) before any work
-        self._adopt_legacy_names(unique)  # reads the ledger: LedgerError before anything is created
-        data = self.ledger.read()
-        if data["intents"]:
-            data = self._reconcile(client, data)
-        snapshot = self._snapshot = data["entries"]
-        self._deployed = self._deployed_lookup(unique, snapshot)
-        run = self._run(client, unique, snapshot)
+        The same as ``session = self.start(); session.submit(requests); session.finish()``.
+        """
+        session = self.start()
+        session.submit(requests)
+        return session.finish()
+
+    def start(self) -> ResolveSession:
+        """A resolve that starts as embeds become known: :meth:`ResolveSession.submit` them page by
+        page while the site is still read, :meth:`ResolveSession.finish` where the pages need them."""
+        return ResolveSession(self)
+
+    def _conclude(self, run: _RunResult, unique: Mapping[str, EmbedRequest],
+                  aliases: Mapping[str, list[EmbedRequest]], snapshot: Mapping[str, Any],
+                  results: dict[str, Resolution]) -> dict[str, Resolution]:
+        """What :meth:`resolve` answers once every call has ended: record, report, apply ``on_error``."""
         if run.interrupted is not None:
             self._interrupted(run)  # raises
         fatal = next((o.fatal for o in run.outcomes if o.fatal is not None), None)
@@ -914,7 +903,7 @@ class Provisioner:
 
         failures: list[tuple[EmbedRequest, str]] = []
         headlines: list[str] = []
-        created = reused = 0
+        created = reused = trusted = 0
         for outcome in final:
             for request in aliases[outcome.lkey]:
                 if outcome.workspace is not None:
@@ -927,6 +916,7 @@ class Provisioner:
             if outcome.workspace is not None:
                 created += outcome.created
                 reused += not outcome.created
+                trusted += outcome.trusted
             if outcome.unchecked:
                 self.logger.warning(
                     "sphere-workspaces: %s: %s; using the recorded workspace (it was live at the last "
@@ -934,9 +924,11 @@ class Provisioner:
         finished = {o.lkey for o in final}
         cancelled = [r for lkey, r in unique.items() if lkey not in finished]
         self.logger.info(
-            "sphere-workspaces: %d workspace(s) ready: %d reused, %d created%s",
+            "sphere-workspaces: %d workspace(s) ready: %d reused, %d created%s%s",
             created + reused, reused, created,
-            f", {len(failures)} failed" if failures else "")
+            f", {len(failures)} failed" if failures else "",
+            f" ({trusted} confirmed live less than {self.settings.trust_checked:g}s ago: not asked again)"
+            if trusted else "")
 
         if failures and self.settings.on_error == "fail":
             request, reason = failures[0]
@@ -1054,66 +1046,6 @@ class Provisioner:
         assert exc is not None
         raise exc
 
-    def _run(self, client: ContainersClient, unique: dict[str, EmbedRequest],
-             snapshot: Mapping[str, Any]) -> _RunResult:
-        total = len(unique)
-        workers = max(1, min(self.settings.concurrency, total))
-        outcomes: list[_Outcome] = []
-        collected: set[Future[_Outcome]] = set()
-        done = 0
-        last_log = time.monotonic()
-        step = max(1, total // 10)
-        stop_early = self.settings.on_error == "fail"
-        stop = threading.Event()
-        futures: dict[Future[_Outcome], str] = {}
-        result = _RunResult(outcomes)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sphere-provision")
-        with _sigterm_raises():
-            try:
-                try:
-                    for lkey, request in unique.items():
-                        futures[pool.submit(self._guarded, stop, stop_early, client, lkey, request,
-                                            snapshot.get(lkey))] = lkey
-                    chatty = total >= PROGRESS_MIN_TOTAL
-                    self._report(0, total, force=chatty)
-                    for future in as_completed(futures):
-                        collected.add(future)
-                        outcome = future.result()
-                        if outcome.skipped:
-                            continue
-                        outcomes.append(outcome)
-                        done += 1
-                        now = time.monotonic()
-                        due = chatty and (done == total or done % step == 0)
-                        slow = now - last_log >= PROGRESS_EVERY_SECONDS
-                        self._report(done, total, force=due or slow)
-                        if due or slow:
-                            last_log = now
-                        if outcome.fatal is not None or (outcome.error is not None and stop_early):
-                            stop.set()  # workers skip what they pick up next; in-flight calls finish
-                            break
-                except BaseException as exc:  # Ctrl-C, SIGTERM (or a bug): stop, finish what runs
-                    result.interrupted = exc
-                    stop.set()
-                finally:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                running = [f for f in futures if not f.done()]
-                result.in_flight = len(running)
-                concurrent.futures.wait(running)
-            except BaseException as exc:  # interrupted (again) while waiting: stop waiting
-                result.interrupted = result.interrupted or exc
-                result.abandoned = sum(1 for f in futures if not f.done())
-        for future in futures:  # finished while we were stopping
-            if future in collected or not future.done() or future.cancelled():
-                continue
-            if future.exception() is not None and result.interrupted is None:
-                result.interrupted = future.exception()
-                continue
-            if future.exception() is None and not future.result().skipped:
-                outcomes.append(future.result())
-        result.not_started = total - len(outcomes) - result.abandoned
-        return result
-
     def _report(self, done: int, total: int, *, force: bool) -> None:
         if self.progress is not None:
             try:
@@ -1143,10 +1075,15 @@ class Provisioner:
                 outcome.fatal = exc
                 return outcome
             if reused is not None:
-                outcome.workspace = reused
+                outcome.workspace, outcome.confirmed_at = reused, _now()
                 return outcome
         known_id = entry.get("workspace_id") if isinstance(entry, Mapping) else None
         if isinstance(known_id, str) and known_id:
+            assert entry is not None
+            trusted = self._trusted(entry, request)
+            if trusted is not None:  # the API confirmed it a moment ago: do not ask again
+                outcome.workspace, outcome.trusted = trusted, True
+                return outcome
             try:
                 current: Workspace | None = client.get_workspace(known_id)
             except NotFoundError:
@@ -1166,11 +1103,26 @@ class Provisioner:
                 outcome.error, outcome.checked = exc, known_id
                 return outcome
             if current is not None and current.is_live and self._usable(current, request) is None:
-                outcome.workspace = current
+                outcome.workspace, outcome.confirmed_at = current, _now()
                 return outcome
             if current is not None and current.state_code != STATE_REMOVED:
                 outcome.replaced = current
         return self._create(stop, client, outcome)
+
+    def _trusted(self, entry: Mapping[str, Any], request: EmbedRequest) -> Workspace | None:
+        """The entry's workspace when the API confirmed it live within ``trust_checked`` seconds.
+
+        ``checked_at`` is written whenever a check (``GET``) or a create answered that the
+        workspace is live; a younger confirmation is trusted without a new ``GET`` (0: never).
+        """
+        window = float(self.settings.trust_checked)
+        if window <= 0:
+            return None
+        checked = parse_time(entry.get("checked_at"))
+        if checked is None or not -WINDOW_SLACK <= time.time() - checked < window:
+            return None  # never checked, too long ago, or a clock that jumped back
+        recorded = _recorded_workspace(entry)
+        return recorded if self._usable(recorded, request) is None else None
 
     def _deployed_lookup(self, unique: Mapping[str, EmbedRequest], snapshot: Mapping[str, Any]) -> dict[str, str]:
         """Ledger key -> workspace id of the deployed site, for the embeds the ledger has no entry for.
@@ -1200,15 +1152,27 @@ class Provisioner:
         if self._deployed_data is None:
             return {}
         api = self._api_base()
-        listed: dict[str, str] = {}
-        for item in deployed_workspaces(self._deployed_data):
-            lkey = "|".join((api, item.project_id, item.creation_key, f"{item.page}#{item.name}"))
-            listed.setdefault(lkey, item.workspace_id)
-        owned = {str(e.get("workspace_id")) for e in snapshot.values() if isinstance(e, Mapping)}
-        found = {lkey: listed[lkey] for lkey in missing if lkey in listed and listed[lkey] not in owned}
-        self.logger.info("sphere-workspaces: the previous manifest %s lists %d of the %d embed(s) the "
-                         "ledger does not", shown_source(source), len(found), len(missing))
+        listed = self._deployed_listed
+        if listed is None:
+            listed = self._deployed_listed = {}
+            for item in deployed_workspaces(self._deployed_data):
+                lkey = "|".join((api, item.project_id, item.creation_key, f"{item.page}#{item.name}"))
+                listed.setdefault(lkey, item.workspace_id)
+        found = {lkey: listed[lkey] for lkey in missing if lkey in listed}
+        if found:
+            owned = {str(e.get("workspace_id")) for e in snapshot.values() if isinstance(e, Mapping)}
+            found = {lkey: ws_id for lkey, ws_id in found.items() if ws_id not in owned}
+        self._deployed_counts[0] += len(found)
+        self._deployed_counts[1] += len(missing)
         return found
+
+    def _report_deployed(self) -> None:
+        """One line for the whole build: how many of the embeds the ledger missed the deployed site lists."""
+        source = self.settings.previous_manifest_source if self._deployed_data is not None else None
+        if source is not None and self._deployed_counts[1]:
+            self.logger.info("sphere-workspaces: the previous manifest %s lists %d of the %d embed(s) the "
+                             "ledger does not", shown_source(source), *self._deployed_counts)
+        self._deployed_counts = [0, 0]
 
     def _reuse_deployed(self, client: ContainersClient, lkey: str, request: EmbedRequest,
                         workspace_id: str) -> Workspace | None:
@@ -1272,7 +1236,7 @@ class Provisioner:
                 self._record_spare(iid, outcome.lkey, request, created, "the API's answer was unusable")
                 outcome.error = SphereEngineError(problem, method="POST", path="/workspaces")
                 return outcome
-            outcome.workspace, outcome.created = created, True
+            outcome.workspace, outcome.created, outcome.confirmed_at = created, True, _now()
             self._record_created(client, outcome, iid)
         except LedgerError as exc:
             if created is None:
@@ -1361,6 +1325,7 @@ class Provisioner:
             "created_at": created_at or now,
             "last_used_build": self.build_id,
             "last_used_at": now,
+            "checked_at": now,
         }
         if note:
             entry["note"] = note
@@ -1540,11 +1505,262 @@ class Provisioner:
                     entry = self._entry(outcome.request, ours)
                 entry["last_used_build"] = self.build_id
                 entry["last_used_at"] = now
+                if outcome.confirmed_at is not None:
+                    entry["checked_at"] = outcome.confirmed_at
                 entries[outcome.lkey] = entry
             self._merge_build(data, used, now)
 
         self._journal.apply(merge)
         return outcomes
+
+
+class ResolveSession:
+    """One build's resolve, started while the site is still being read (:meth:`Provisioner.start`).
+
+    :meth:`submit` hands over embeds as soon as their page is read; it only queues
+    them (the page's thread never waits for the API).  A coordinator thread reads
+    the ledger once (reconciling intents, as :meth:`Provisioner.resolve` does), then
+    puts each new embed's check or create on the bounded pool of ``concurrency``
+    workers, so the API calls run while the rest of the site is read and rendered.
+    :meth:`finish` waits for them where the pages need their ids and answers
+    exactly what :meth:`Provisioner.resolve` answers for all the embeds submitted:
+    the same records, log lines, ``on_error`` handling and exceptions (raised by
+    :meth:`finish`, never by :meth:`submit`).  :meth:`abort` (a build that failed
+    elsewhere) starts nothing new and waits for the calls in flight, which are
+    recorded as they answer.  At interpreter exit (Ctrl-C while pages render) an
+    open session starts nothing new either.
+    """
+
+    def __init__(self, provisioner: Provisioner):
+        self._prov = provisioner
+        self._stop = threading.Event()
+        self._stop_early = provisioner.settings.on_error == "fail"
+        self._cond = threading.Condition()
+        self._queue: list[dict[str, EmbedRequest]] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[Future[_Outcome], str] = {}
+        self._error: BaseException | None = None  #: what stopped the coordinator (raised by finish)
+        self._snapshot: Mapping[str, Any] = {}
+        self._results: dict[str, Resolution] = {}
+        self._unique: dict[str, EmbedRequest] = {}
+        self._aliases: dict[str, list[EmbedRequest]] = {}
+        self._submitted: set[tuple[str, str]] = set()  #: (request key, ledger key) already handed over
+        self._page_keys: set[str] = set()
+        self.finished = False
+
+    @property
+    def started(self) -> bool:
+        """Has any embed been handed to the API side (a check or a create may have run)?"""
+        return bool(self._unique)
+
+    def submit(self, requests: Iterable[EmbedRequest]) -> None:
+        """Start resolving ``requests`` (a request submitted before is skipped); never waits."""
+        batch: dict[str, EmbedRequest] = {}
+        for request in requests:
+            if not request.spec.name:
+                raise ValueError(f"{request.where}: the embed has no name; front ends must set one "
+                                 "(options.default_name)")
+            if request.spec.mode != "build":
+                self._results[request.key] = Resolution(request, fallback="lazy", reason="lazy mode")
+                continue
+            if self._error is not None:
+                return
+            try:
+                lkey = ledger_key(self._prov._api_base(), request)
+            except SphereDocsError as exc:  # no endpoint: finish() says so
+                self._error = exc
+                return
+            if (request.key, lkey) in self._submitted:
+                continue
+            self._submitted.add((request.key, lkey))
+            if lkey in self._unique:
+                self._aliases[lkey].append(request)
+                continue
+            if request.key in self._page_keys:
+                self._prov.logger.warning(
+                    "sphere-workspaces: %s: two embeds named %r on page %s; the later one wins",
+                    request.where, request.spec.name, request.page)
+            self._page_keys.add(request.key)
+            self._unique[lkey] = request
+            self._aliases[lkey] = [request]
+            batch[lkey] = request
+        if not batch:
+            return
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("submit() after finish() or abort()")
+            self._queue.append(batch)
+            self._cond.notify_all()
+            if self._thread is None:
+                _OPEN_SESSIONS.add(self)
+                self._thread = threading.Thread(target=self._coordinate, name="sphere-provision-feed",
+                                                daemon=True)
+                self._thread.start()
+
+    def _halt(self) -> None:
+        """Start nothing new (calls in flight finish and are recorded)."""
+        self._stop.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _coordinate(self) -> None:
+        prov = self._prov
+        client: ContainersClient | None = None
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closed and not self._stop.is_set():
+                        self._cond.wait()
+                    if self._stop.is_set() or not self._queue:
+                        return
+                    batches, self._queue = self._queue, []
+                batch = {lkey: r for b in batches for lkey, r in b.items()}
+                if client is None:
+                    client = prov.client  # may raise SettingsError (no token) before any work
+                    prov._adopt_legacy_names(batch)  # reads the ledger: LedgerError before anything is created
+                    data = prov.ledger.read()
+                    if data["intents"]:
+                        data = prov._reconcile(client, data)
+                    self._snapshot = prov._snapshot = data["entries"]
+                    self._pool = ThreadPoolExecutor(max_workers=prov.settings.concurrency,
+                                                    thread_name_prefix="sphere-provision")
+                else:
+                    wanted = {lkey: (r.page, r.spec) for lkey, r in batch.items()}
+                    if any(lkey not in self._snapshot for lkey in batch) \
+                            and legacy_adoptions(self._snapshot, wanted):  # rare: re-key, then read again
+                        prov._adopt_legacy_names(batch)
+                        self._snapshot = prov._snapshot = {**self._snapshot, **prov.ledger.read()["entries"]}
+                prov._deployed.update(prov._deployed_lookup(batch, self._snapshot))
+                assert self._pool is not None
+                with self._cond:
+                    if self._stop.is_set():
+                        return
+                    for lkey, request in batch.items():
+                        future = self._pool.submit(prov._guarded, self._stop, self._stop_early, client, lkey,
+                                                   request, self._snapshot.get(lkey))
+                        self._futures[future] = lkey
+                    self._cond.notify_all()
+        except BaseException as exc:  # raised by finish(), where the batch resolve raised it
+            self._error = exc
+            self._halt()
+
+    def _wait_for_feed(self) -> None:
+        thread = self._thread
+        while thread is not None and thread.is_alive():
+            thread.join(0.2)  # wakes up for signals (Ctrl-C, SIGTERM) in the main thread
+
+    def finish(self) -> dict[str, Resolution]:
+        """Wait for every submitted embed and answer as :meth:`Provisioner.resolve` does."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self.finished:
+            raise RuntimeError("finish() called twice")
+        self.finished = True
+        try:
+            if not self._unique:
+                if self._error is not None:
+                    raise self._error
+                return self._results
+            run = self._wait()
+            if self._error is not None and run.interrupted is None:
+                raise self._error
+            self._prov._report_deployed()
+            return self._prov._conclude(run, self._unique, self._aliases, self._snapshot, self._results)
+        finally:
+            _OPEN_SESSIONS.discard(self)
+
+    def abort(self) -> None:
+        """The build failed elsewhere: start nothing new, wait for the calls in flight (recorded)."""
+        self._halt()
+        self.finished = True
+        try:
+            self._wait_for_feed()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _OPEN_SESSIONS.discard(self)
+
+    def _wait(self) -> _RunResult:
+        """Like the batch resolve's wait: progress, stop early, Ctrl-C and SIGTERM (module docstring)."""
+        prov = self._prov
+        total = len(self._unique)
+        outcomes: list[_Outcome] = []
+        collected: set[Future[_Outcome]] = set()
+        done = 0
+        last_log = time.monotonic()
+        step = max(1, total // 10)
+        result = _RunResult(outcomes)
+        futures = self._futures
+        with _sigterm_raises():
+            try:
+                try:
+                    self._wait_for_feed()
+                    chatty = total >= PROGRESS_MIN_TOTAL
+                    prov._report(0, total, force=chatty)
+                    for future in as_completed(list(futures)):
+                        collected.add(future)
+                        outcome = future.result()
+                        if outcome.skipped:
+                            continue
+                        outcomes.append(outcome)
+                        done += 1
+                        now = time.monotonic()
+                        due = chatty and (done == total or done % step == 0)
+                        slow = now - last_log >= PROGRESS_EVERY_SECONDS
+                        prov._report(done, total, force=due or slow)
+                        if due or slow:
+                            last_log = now
+                        if outcome.fatal is not None or (outcome.error is not None and self._stop_early):
+                            self._stop.set()  # workers skip what they pick up next; in-flight calls finish
+                            break
+                except BaseException as exc:  # Ctrl-C, SIGTERM (or a bug): stop, finish what runs
+                    result.interrupted = exc
+                    self._halt()
+                finally:
+                    self._stop_feed_and_pool()
+                running = [f for f in futures if not f.done()]
+                result.in_flight = len(running)
+                concurrent.futures.wait(running)
+            except BaseException as exc:  # interrupted (again) while waiting: stop waiting
+                result.interrupted = result.interrupted or exc
+                result.abandoned = sum(1 for f in futures if not f.done())
+        for future in futures:  # finished while we were stopping
+            if future in collected or not future.done() or future.cancelled():
+                continue
+            if future.exception() is not None and result.interrupted is None:
+                result.interrupted = future.exception()
+                continue
+            if future.exception() is None and not future.result().skipped:
+                outcomes.append(future.result())
+        result.not_started = total - len(outcomes) - result.abandoned
+        return result
+
+    def _stop_feed_and_pool(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._stop.is_set():
+            self._wait_for_feed()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+#: sessions whose calls may still run; an interpreter that exits (Ctrl-C while pages render)
+#: stops them before ``concurrent.futures`` waits for its workers, so nothing new is started
+_OPEN_SESSIONS: weakref.WeakSet[ResolveSession] = weakref.WeakSet()
+
+
+def _stop_open_sessions() -> None:
+    for session in list(_OPEN_SESSIONS):
+        session._halt()
+
+
+with contextlib.suppress(AttributeError, RuntimeError):  # runs before threads are joined, last first
+    threading._register_atexit(_stop_open_sessions)  # type: ignore[attr-defined]
 
 
 def _recorded_workspace(entry: Mapping[str, Any]) -> Workspace:

@@ -89,6 +89,9 @@ SETTINGS: dict[str, Setting] = {
                 "what a build does when a workspace cannot be created"),
         Setting("concurrency", 8, "1..64", "API calls in flight at once while provisioning"),
         Setting("timeout", 10.0, "seconds > 0", "timeout of each API call"),
+        Setting("trust_checked", 300.0, "seconds >= 0",
+                "how long a workspace the API confirmed live (checked or created) is trusted without "
+                "asking again; 0 checks every recorded workspace on every build"),
         Setting("retries", 3, "0..10", "retries of a failed API call (see Retries in the README: a create is retried only when it surely was not performed)"),
         Setting("cache", ".sphere-docs-cache", "folder",
                 "where the ledger of created workspaces is kept (relative to the config file)"),
@@ -146,6 +149,7 @@ class SiteSettings(NamedTuple):
     concurrency: int = 8
     timeout: float = 10.0
     retries: int = 3
+    trust_checked: float = 300.0
     cache: str = ".sphere-docs-cache"
     token_env: str = DEFAULT_TOKEN_ENV
     sdk_host: str | None = None
@@ -187,6 +191,9 @@ class SiteSettings(NamedTuple):
             raise SettingsError("concurrency", self.concurrency, "a whole number from 1 to 64")
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
             raise SettingsError("timeout", self.timeout, "a number of seconds greater than 0")
+        if isinstance(self.trust_checked, bool) or not isinstance(self.trust_checked, (int, float)) \
+                or not 0 <= self.trust_checked < float("inf"):
+            raise SettingsError("trust_checked", self.trust_checked, "a number of seconds, 0 or more (0: always check)")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 10:
             raise SettingsError("retries", self.retries, "a whole number from 0 to 10")
         if not isinstance(self.token_env, str) or not ENV_NAME_RE.match(self.token_env):

@@ -124,7 +124,7 @@ def mkdocs_site(root: Path, url: str, on_error: str) -> Path:
         (root / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "docs" / rel).write_text(text)
     plugin = {"endpoint": url, "lazy_endpoint": LAZY, "cache": ".cache", "on_error": on_error,
-              "retries": 1, "timeout": TIMEOUT, "concurrency": 1}
+              "retries": 1, "timeout": TIMEOUT, "concurrency": 1, "trust_checked": 0}
     (root / "mkdocs.yml").write_text(yaml.safe_dump(
         {"site_name": "faults", "plugins": [{"sphere-workspaces": plugin}]}, sort_keys=False))
     return root / ".cache"
@@ -143,7 +143,7 @@ def mkdocs_run(root: Path) -> tuple[str | None, dict[str, str]]:
 def sphinx_run(make_app: Any, src: Path, url: str, on_error: str) -> tuple[str | None, dict[str, str], str]:
     app = make_app("html", srcdir=src, freshenv=True, confoverrides={  # fresh: every embed is checked
         "sphere_endpoint": url, "sphere_on_error": on_error, "sphere_retries": 1,
-        "sphere_timeout": TIMEOUT, "sphere_concurrency": 1})
+        "sphere_timeout": TIMEOUT, "sphere_concurrency": 1, "sphere_trust_checked": 0})
     error = None
     try:
         app.build()
@@ -272,7 +272,7 @@ def _site(url: str, tmp_path: Path, **kw: Any) -> Any:
     from sphere_docs.settings import SiteSettings
 
     return SiteSettings.from_mapping({"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 1,
-                                      "timeout": 2.0, **kw})
+                                      "timeout": 2.0, "trust_checked": 0, **kw})
 
 
 def _embed(page: str = "a.md", **options: str) -> Any:

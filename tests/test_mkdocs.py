@@ -220,7 +220,8 @@ def test_lazy_only_site_without_an_sdk_host_names_the_fix(tmp_path: Path, monkey
 
 
 def test_rebuilds_reuse_workspaces(emulator: EmulatorServer, tmp_path: Path) -> None:
-    config = make_site(tmp_path, {"endpoint": emulator.url, "lazy_endpoint": LAZY})
+    # trust_checked 0: every rebuild checks (the trust window is tested in test_trust_window.py)
+    config = make_site(tmp_path, {"endpoint": emulator.url, "lazy_endpoint": LAZY, "trust_checked": 0})
     run_build(config)
     first = workspace_ids((tmp_path / "site/lessons/one/index.html").read_text())
     assert emulator.count("POST /workspaces") == BUILD_EMBEDS

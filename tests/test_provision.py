@@ -44,7 +44,8 @@ UNKNOWN_PROJECT = "f" * 32
 
 
 def site(url: str, tmp_path: Path, **kw) -> SiteSettings:
-    values = {"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 2, "timeout": 3.0}
+    # every recorded workspace is checked (the trust window is tested in test_trust_window.py)
+    values = {"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 2, "timeout": 3.0, "trust_checked": 0}
     if "lazy" in (kw.get("on_error"), kw.get("mode")):  # falling back to lazy needs the endpoint
         values["lazy_endpoint"] = "http://127.0.0.1:9/workspaces"
     values.update(kw)

@@ -41,7 +41,7 @@ def test_bad_endpoint(value: str) -> None:
         ({"sdk_host": 5}, "sphere-workspaces: invalid value 5 for setting 'sdk_host'; expected host[:port] without a scheme, as a string"),
         ({"cache": 5}, "sphere-workspaces: invalid value 5 for setting 'cache'; expected a folder path, as a string"),
         ({"lazy_endpoint": ["x"]}, "sphere-workspaces: invalid value ['x'] for setting 'lazy_endpoint'; expected a URL, as a string"),
-        ({"access_token": "x"}, "sphere-workspaces: unknown setting 'access_token'; valid settings: cache, concurrency, endpoint, lazy_endpoint, mode, on_error, previous_manifest, retries, sdk_host, sdk_https, timeout, token_env"),
+        ({"access_token": "x"}, "sphere-workspaces: unknown setting 'access_token'; valid settings: cache, concurrency, endpoint, lazy_endpoint, mode, on_error, previous_manifest, retries, sdk_host, sdk_https, timeout, token_env, trust_checked"),
     ],
 )
 def test_pinned_setting_errors(mapping: dict, message: str) -> None:

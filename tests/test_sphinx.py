@@ -140,13 +140,13 @@ def test_parallel_build_gives_the_same_embeds(make_app, emulator, tmp_path):
 
 def test_incremental_builds_create_only_for_changed_embeds(make_app, emulator, tmp_path):
     src = copy_root("sphere-basic", tmp_path)
-    first = build(make_app, src, emulator=emulator)
+    first = build(make_app, src, emulator=emulator, sphere_trust_checked=0)
     before = all_frames(first.outdir)
     assert emulator.count(CREATES) == 4
 
     # no change: nothing read, nothing asked of the API
     emulator.reset_stats()
-    again = build(make_app, src, emulator=emulator)
+    again = build(make_app, src, emulator=emulator, sphere_trust_checked=0)
     assert "0 added, 0 changed, 0 removed" in status_of(again)
     assert emulator.stats()["total_requests"] == 0  # not even a liveness GET
     assert all_frames(again.outdir) == before
@@ -154,7 +154,7 @@ def test_incremental_builds_create_only_for_changed_embeds(make_app, emulator, t
     # prose edit: the page is re-read, its workspaces reused (checked, not created)
     lesson = src / "lesson.rst"
     touch(lesson, lesson.read_text().replace("Some prose", "Some better prose"))
-    prose = build(make_app, src, emulator=emulator)
+    prose = build(make_app, src, emulator=emulator, sphere_trust_checked=0)
     assert "0 added, 1 changed, 0 removed" in status_of(prose)
     assert emulator.count(CREATES) == 0
     assert emulator.count("GET /workspaces/{id}") == 2  # its two embeds, checked in the ledger
@@ -163,12 +163,12 @@ def test_incremental_builds_create_only_for_changed_embeds(make_app, emulator, t
 
     # a display option (height) is not a creation option: still nothing created
     touch(lesson, lesson.read_text().replace(":width: 80%", ":width: 70%"))
-    build(make_app, src, emulator=emulator)
+    build(make_app, src, emulator=emulator, sphere_trust_checked=0)
     assert emulator.count(CREATES) == 0
 
     # one embed's creation option changes: exactly one workspace is created
     touch(lesson, lesson.read_text().replace(":inactivity-timeout: 15", ":inactivity-timeout: 30"))
-    changed = build(make_app, src, emulator=emulator)
+    changed = build(make_app, src, emulator=emulator, sphere_trust_checked=0)
     assert emulator.count(CREATES) == 1
     after = all_frames(changed.outdir)
     assert after["lesson.html"][0] == before["lesson.html"][0]

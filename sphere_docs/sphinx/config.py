@@ -64,6 +64,7 @@ _FROM_COMMAND_LINE: dict[str, Callable[[str], Any]] = {
     "concurrency": int,
     "retries": int,
     "timeout": float,
+    "trust_checked": float,
     "sdk_https": _to_bool,
 }
 
