@@ -7,9 +7,13 @@
                          data and leaves a generic ``sphere_workspace`` node
     env-purge-doc        forget a document's embeds (and outcomes) before it is re-read
     env-merge-info       take the embeds found by parallel readers (-j N)
+    doctree-read         main process (serial reading): hand the document's build-mode
+                         embeds to a background resolve (provision.ResolveSession), so the
+                         API calls run while the other documents are read
+    env-merge-info       (-j N) the same for the documents a reader process sent back
     env-updated          main process, once, after all reading: provision every build-mode
                          embed that has no workspace yet, concurrently, via the shared
-                         Provisioner and its ledger
+                         Provisioner and its ledger (waiting for the background resolve)
     doctree-resolved     non-interactive builders: replace the node by a static fallback
     writing              html/dirhtml/singlehtml: the visitor renders div / placeholder
     build-finished       html family: write sphere-workspaces.json, put the loader right
@@ -24,6 +28,7 @@ and the page post-processing run in the main process only.
 from __future__ import annotations
 
 import logging as stdlib_logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,8 +128,11 @@ def setup_extension(app: Sphinx) -> dict[str, Any]:
     app.add_node(sphere_workspace, html=(visit_workspace_html, depart_workspace_html))
     app.add_directive("sphere-workspace", SphereWorkspaceDirective)
 
+    app.connect("builder-inited", _remember_main_process)
     app.connect("env-purge-doc", _purge_doc)
     app.connect("env-merge-info", _merge_info)
+    app.connect("doctree-read", _doctree_read)
+    app.connect("build-finished", _abort_early_resolve)
     app.connect("env-updated", provision_pending)
     app.connect("doctree-resolved", replace_for_static_builders)
     app.connect("build-finished", finish_html)
@@ -144,6 +152,74 @@ def _purge_doc(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
 def _merge_info(app: Sphinx, env: BuildEnvironment, docnames: Sequence[str] | set[str],
                 other: BuildEnvironment) -> None:
     env_data(env).merge(list(docnames), env_data(other))
+    _start_early(app, env, docnames)
+
+
+# -- provisioning as documents are read ----------------------------------------------------
+
+#: id(app) -> the process that runs the build (readers forked by -j N are others)
+_MAIN_PID: dict[int, int] = {}
+#: id(app) -> (Provisioner, ResolveSession) started while reading
+_EARLY: dict[int, tuple[Any, Any]] = {}
+#: id(app) -> False when the settings say this build cannot provision (env-updated says why)
+_CAN_START: dict[int, bool] = {}
+
+
+def _remember_main_process(app: Sphinx) -> None:
+    _MAIN_PID[id(app)] = os.getpid()
+    _CAN_START.pop(id(app), None)
+    _abort_early(app)
+
+
+def _doctree_read(app: Sphinx, doctree: Any) -> None:
+    _start_early(app, app.env, [app.env.docname])
+
+
+def _start_early(app: Sphinx, env: BuildEnvironment, docnames: Sequence[str] | set[str]) -> None:
+    """Hand these documents' build-mode embeds to the background resolve (main process only)."""
+    if _MAIN_PID.get(id(app)) != os.getpid() or _CAN_START.get(id(app)) is False:
+        return  # a -j reader process (the main process gets them at env-merge-info), or no API
+    data = env_data(env)
+    embeds = [e for d in docnames for e in data.embeds.get(d, ()) if e.spec.mode == "build"
+              and ((o := data.outcomes.get(e.key)) is None or o.workspace_id is None)]
+    if not embeds:
+        return
+    early = _EARLY.get(id(app))
+    if early is None:
+        if not is_interactive(app.builder):
+            _CAN_START[id(app)] = False
+            return
+        try:
+            settings = sphere_config.site_settings(app.config, app.confdir)
+            settings.api  # noqa: B018
+            settings.token()
+        except (SettingsError, SphinxError):
+            _CAN_START[id(app)] = False  # env-updated reports it as it always did
+            return
+        from ..provision import Provisioner
+
+        provisioner = Provisioner(settings, logger=_provision_log(),
+                                  scope=f"sphinx:{Path(app.confdir).resolve()}")
+        early = _EARLY[id(app)] = (provisioner, provisioner.start())
+    from ..provision import EmbedRequest
+
+    early[1].submit([EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in embeds])
+
+
+def _abort_early(app: Sphinx) -> None:
+    early = _EARLY.pop(id(app), None)
+    if early is not None:
+        provisioner, session = early
+        try:
+            if not session.finished:
+                session.abort()
+        finally:
+            provisioner.close()
+
+
+def _abort_early_resolve(app: Sphinx, exception: BaseException | None) -> None:
+    """``build-finished``: a build that failed before ``env-updated`` starts nothing new."""
+    _abort_early(app)
 
 
 # -- provisioning ---------------------------------------------------------------------------
@@ -171,8 +247,9 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
     settings = sphere_config.site_settings(app.config, app.confdir)
     scope = f"sphinx:{Path(app.confdir).resolve()}"
     started = time.perf_counter()
+    early = _EARLY.pop(id(app), None)
     try:
-        outcomes = _resolve(settings, pending, unchanged, scope=scope)
+        outcomes = _resolve(settings, pending, unchanged, scope=scope, early=early)
     except SphereBuildError as err:
         stop_build(err)
     if not pending:
@@ -235,13 +312,22 @@ def _reason(err: SettingsError) -> str:
 
 
 def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed], *,
-             scope: str) -> dict[str, Outcome]:
+             scope: str, early: tuple[Any, Any] | None = None) -> dict[str, Outcome]:
     from ..provision import EmbedRequest, Provisioner, ProvisionError
 
     requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
-    provisioner = Provisioner(settings, logger=_provision_log(), scope=scope)
+    if early is not None:  # started as the documents were read
+        provisioner, session = early
+    else:
+        provisioner = Provisioner(settings, logger=_provision_log(), scope=scope)
+        session = provisioner.start()
     try:
-        results = provisioner.resolve(requests) if requests else {}
+        if requests:
+            session.submit(requests)  # the ones already handed over are skipped
+            results = session.finish()
+        else:
+            session.abort()
+            results = {}
         # After resolve: same build id, so this adds to the build's record instead of replacing it.
         provisioner.mark_used(EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in unchanged)
     except ProvisionError as err:
