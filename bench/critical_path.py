@@ -1,0 +1,231 @@
+"""Benchmark (issue 16): provisioning off the build's critical path, side by side in one run.
+
+For each size (default: 200 pages / 100 embeds and 2,000 pages / 1,000 embeds) at
+``--latency`` seconds per API call, against the emulator on loopback:
+
+* MkDocs, fresh ``mkdocs build`` processes, interleaved round by round:
+  ``off`` (the plugin removed), ``first`` (a fresh ledger: every embed is created)
+  and ``warm`` (the ledger of the previous build, within the trust window);
+* MkDocs in-process rebuilds, as ``mkdocs serve`` does them (imports paid once):
+  ``off`` and ``warm``, with the API calls each warm rebuild made;
+* Sphinx (smaller size only unless ``--sphinx-all``): fresh ``sphinx-build -E`` processes,
+  ``off`` and ``warm``;
+* the provisioning phase alone (the plugin's own "resolved in" line: from the first page's
+  embeds to the last answer, and how long ``on_env`` still waited).
+
+Beside each ratio stands its limit: the build cannot be faster than the larger of
+rendering (the ``off`` build) and ceil(M / concurrency) round trips of the M calls it
+must make, so limit / off = max(off, ceil(M/c) * latency) / off.  Reported as medians
+of ``--runs`` rounds; this machine is shared, so the runs are few and noisy.
+
+Usage: ``python bench/critical_path.py [--sizes 200:100 2000:1000] [--latency 0.05] [--runs 3] [--write]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mkdocs_provision as mk
+import sphinx_provision as sx
+
+from sphere_docs.emulator import EmulatorServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+MARK_START = "<!-- critical_path:start -->"
+MARK_END = "<!-- critical_path:end -->"
+TOKEN = mk.TOKEN
+PHASE = re.compile(r"resolved in ([0-9.]+)s(?: \(([0-9.]+)s after the pages were read\))?")
+CONCURRENCY = 8
+
+
+def mkdocs_process(root: Path) -> tuple[float, float | None, float | None]:
+    env = {**os.environ, "SPHERE_ENGINE_ACCESS_TOKEN": TOKEN, "NO_MKDOCS_2_WARNING": "1"}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-f", str(root / "mkdocs.yml")],
+                          cwd=root, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"build of {root} failed:\n{done.stderr[-3000:]}")
+    m = PHASE.search(done.stderr)
+    return wall, (float(m.group(1)) if m else None), (float(m.group(2)) if m and m.group(2) else None)
+
+
+def sphinx_process(src: Path, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, SPHERE_ENGINE_ACCESS_TOKEN=TOKEN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-E", "-q", "-b", "html", "-d", str(out / ".doctrees"),
+                           str(src), str(out / "html")], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"build of {src} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def limit(off: float, calls: int, latency: float) -> float:
+    return max(off, math.ceil(calls / CONCURRENCY) * latency) / off
+
+
+def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emulator: EmulatorServer,
+             sphinx: bool) -> list[str]:
+    url = emulator.url
+    base = work / f"{pages}"
+    off_root = mk.make_site(base / "off", pages, embeds, plugin=None)
+    warm_cache = base / "warm-cache"
+    warm_root = mk.make_site(base / "warm", pages, embeds, plugin=mk.plugin_config("conc-N", url, warm_cache))
+    mkdocs_process(warm_root)  # fills the warm ledger
+    walls: dict[str, list[float]] = {"off": [], "first": [], "warm": []}
+    phases: dict[str, list[float]] = {"first": [], "first-wait": [], "warm": []}
+    calls: dict[str, list[int]] = {"first": [], "warm": []}
+    for run in range(runs):
+        first_root = mk.make_site(base / f"first-{run}", pages, embeds,
+                                  plugin=mk.plugin_config("conc-N", url, base / f"first-cache-{run}"))
+        for variant, root in (("off", off_root), ("first", first_root), ("warm", warm_root))[::1 if run % 2 else -1]:
+            before = emulator.stats()["total_requests"]
+            wall, phase, wait = mkdocs_process(root)
+            made = emulator.stats()["total_requests"] - before
+            walls[variant].append(wall)
+            if variant != "off":
+                calls[variant].append(made)
+                if phase is not None:
+                    phases[variant].append(phase)
+                if variant == "first" and wait is not None:
+                    phases["first-wait"].append(wait)
+            print(f"  {pages}p run {run + 1} {variant:5s} {wall:6.2f}s  api calls {made if variant != 'off' else 0}"
+                  + (f"  provisioning {phase:.2f}s" if phase is not None else ""), flush=True)
+        shutil.rmtree(first_root, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    ph = {k: statistics.median(v) for k, v in phases.items() if v}
+    serve = in_process(off_root, warm_root, runs, emulator)
+    lines = [
+        f"**{pages} pages / {embeds} build-mode embeds**, {latency * 1000:.0f} ms per API call, concurrency "
+        f"{CONCURRENCY}, median of {runs} rounds:",
+        "",
+        "| measure | plugin on | plugin off | ratio | limit | API calls |",
+        "|---|---|---|---|---|---|",
+        f"| MkDocs warm rebuild, fresh process | {med['warm']:.2f} s | {med['off']:.2f} s | "
+        f"**{med['warm'] / med['off']:.2f}x** | {limit(med['off'], 0, latency):.2f}x (0 calls in the window) | "
+        f"{max(calls['warm'])} |",
+        f"| MkDocs warm rebuild, in-process (`mkdocs serve`) | {serve['warm']:.3f} s | {serve['off']:.3f} s | "
+        f"**{serve['warm'] / serve['off']:.2f}x** | 1.00x | {serve['calls']} |",
+        f"| MkDocs first build ({embeds} creates) | {med['first']:.2f} s | {med['off']:.2f} s | "
+        f"**{med['first'] / med['off']:.2f}x** | {limit(med['off'], embeds, latency):.2f}x "
+        f"(ceil({embeds}/{CONCURRENCY}) x {latency * 1000:.0f} ms = "
+        f"{math.ceil(embeds / CONCURRENCY) * latency:.2f} s) | {min(calls['first'])} |",
+        f"| provisioning phase alone, first build | {ph.get('first', float('nan')):.2f} s "
+        f"(of which {ph.get('first-wait', float('nan')):.2f} s after the pages were read) | — | — | "
+        f"{math.ceil(embeds / CONCURRENCY) * latency:.2f} s | — |",
+        f"| provisioning phase alone, warm | {ph.get('warm', float('nan')):.3f} s | — | — | 0 s | — |",
+    ]
+    if sphinx:
+        lines.append(sphinx_rows(base, pages, embeds, runs, emulator, latency))
+    return lines
+
+
+def in_process(off_root: Path, warm_root: Path, runs: int, emulator: EmulatorServer) -> dict[str, float]:
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    os.environ["SPHERE_ENGINE_ACCESS_TOKEN"] = TOKEN
+    times: dict[str, list[float]] = {"off": [], "warm": []}
+    calls = 0
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    cwd = os.getcwd()
+    try:
+        for run in range(max(runs, 3) + 1):
+            for variant, root in (("off", off_root), ("warm", warm_root)):
+                os.chdir(root)
+                config = load_config(str(root / "mkdocs.yml"))
+                before = emulator.stats()["total_requests"]
+                started = time.perf_counter()
+                build(config)
+                if run:  # run 0 warms up
+                    times[variant].append(time.perf_counter() - started)
+                    if variant == "warm":
+                        calls += emulator.stats()["total_requests"] - before
+    finally:
+        os.chdir(cwd)
+        logging.disable(previous)
+    return {"off": statistics.median(times["off"]), "warm": statistics.median(times["warm"]), "calls": calls}
+
+
+def sphinx_rows(base: Path, docs: int, embeds: int, runs: int, emulator: EmulatorServer, latency: float) -> str:
+    with_ext, without = base / "sx-ext", base / "sx-off"
+    sx.make_project(with_ext, docs, embeds, with_directive=True)
+    sx.make_project(without, docs, embeds, with_directive=False)
+    cache = base / "sx-cache"
+    sx.write_conf(with_ext, extension=True, endpoint=emulator.url, mode="build", concurrency=CONCURRENCY, cache=cache)
+    sx.write_conf(without, extension=False, endpoint=emulator.url, mode="build", concurrency=CONCURRENCY, cache=cache)
+    sphinx_process(with_ext, base / "sx-out")  # fills the ledger
+    walls: dict[str, list[float]] = {"off": [], "warm": []}
+    calls = 0
+    for run in range(runs):
+        for variant, src in (("off", without), ("warm", with_ext))[::1 if run % 2 else -1]:
+            before = emulator.stats()["total_requests"]
+            walls[variant].append(sphinx_process(src, base / "sx-out"))
+            calls += emulator.stats()["total_requests"] - before
+            print(f"  {docs}p run {run + 1} sphinx {variant:5s} {walls[variant][-1]:6.2f}s", flush=True)
+    off, warm = statistics.median(walls["off"]), statistics.median(walls["warm"])
+    return (f"| Sphinx warm rebuild, fresh `sphinx-build -E` process | {warm:.2f} s | {off:.2f} s | "
+            f"**{warm / off:.2f}x** | 1.00x | {calls} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["200:100", "2000:1000"])
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sphinx-all", action="store_true", help="the Sphinx rows for every size, not only the first")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    compileall.compile_dir(ROOT / "sphere_docs", quiet=1)
+    lines: list[str] = []
+    with EmulatorServer(token=TOKEN, start_delay=0, latency=args.latency) as emulator, \
+            tempfile.TemporaryDirectory(prefix="sphere-bench-critical-", dir=mk.SCRATCH) as tmp:
+        for i, size in enumerate(args.sizes):
+            pages, embeds = (int(x) for x in size.split(":"))
+            lines += one_size(pages, embeds, args.latency, args.runs, Path(tmp), emulator,
+                              sphinx=i == 0 or args.sphinx_all)
+            lines.append("")
+    print("\n".join(lines))
+    if args.write:
+        machine = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores (shared)"
+        section = "\n".join([
+            MARK_START, "## Provisioning off the critical path (`bench/critical_path.py`, issue 16)", "",
+            f"`python bench/critical_path.py --sizes {' '.join(args.sizes)} --latency {args.latency} "
+            f"--runs {args.runs}` on {machine}; few rounds on a shared machine: noisy.", "",
+            *lines, READING, MARK_END])
+        old = RESULTS.read_text()
+        if MARK_START in old and MARK_END in old:
+            new = old[: old.index(MARK_START)] + section + old[old.index(MARK_END) + len(MARK_END):]
+        else:
+            new = old.rstrip("\n") + "\n\n" + section + "\n"
+        RESULTS.write_text(new)
+    return 0
+
+
+READING = (
+    "Reading it: a warm rebuild inside the trust window (`trust_checked`, default 300 s) makes no API "
+    "call, so its only cost over `off` is the plugin's rendering and one ledger read and write. A first "
+    "build starts each page's creates as MkDocs reads that page and waits in `on_env` only for what is "
+    "still in flight; the limit is the larger of rendering and ceil(M/c) round trips, not their sum."
+)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
