@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -262,13 +260,42 @@ def test_global_budget_per_window(endpoint_factory: Any, emulator: Any) -> None:
     assert 3590 <= body["retry_after"] <= 3600
     assert emulator.count("POST /workspaces") == 3
     # a refused reader did not spend their own allowance either
-    assert ep.app.client_rate.acquire("203.0.113.50") == 0
+    assert not ep.app.limits.store._windows["rate:203.0.113.50"].events
 
 
-def test_budget_is_split_between_workers(endpoint_factory: Any, emulator: Any) -> None:
-    ep = endpoint_factory(budget="5/1h", workers=2)  # this process may create 5 // 2 = 2
-    assert [ep.post(client=f"203.0.113.{n}").status_code for n in range(3)] == [200, 200, 429]
-    assert emulator.count("POST /workspaces") == 2
+def test_the_budget_is_exact_not_split(endpoint_factory: Any, emulator: Any,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """WORKERS / WEB_CONCURRENCY no longer split the budget (issue 15): memory:// is one process."""
+    monkeypatch.setenv("SPHERE_ENDPOINT_WORKERS", "2")
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    ep = endpoint_factory(budget="5/1h")
+    assert [ep.post(client=f"203.0.113.{n}").status_code for n in range(6)] == [200] * 5 + [429]
+    assert emulator.count("POST /workspaces") == 5
+
+
+def test_the_in_flight_cap_answers_busy_at_once(endpoint_factory: Any, emulator: Any) -> None:
+    """Beyond SPHERE_ENDPOINT_INFLIGHT creates waiting on the API, 429 busy with a short
+    Retry-After, and nothing is counted against the reader or the budget."""
+    ep = endpoint_factory(inflight=2, budget="3/1h")
+    emulator.set_faults(latency=1.5)
+    slow: list[int] = []
+    threads = [threading.Thread(target=lambda n=n: slow.append(ep.post(client=f"203.0.113.{n}").status_code))
+               for n in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(3000):  # bounded: a guard against hanging, not a timing claim
+        if ep.app.limits.store.in_flight() >= 2:
+            break
+        time.sleep(0.01)
+    answer = ep.post(client="198.51.100.1")
+    body = error(answer, 429, "busy", "Many readers are starting workspaces right now; retrying shortly.")
+    assert body["retry_after"] == 1 and answer.headers["Retry-After"] == "1"
+    for t in threads:
+        t.join()
+    assert slow == [200, 200]
+    emulator.set_faults(latency=0)
+    assert ep.post(client="198.51.100.1").status_code == 200  # the budget still had its third
+    error(ep.post(client="198.51.100.2"), 429, "budget_exhausted")
 
 
 def test_per_client_request_rate(endpoint_factory: Any) -> None:
@@ -475,15 +502,17 @@ def test_upstream_down_and_refused_token(emulator: Any, endpoint_factory: Any,
 
 
 def test_healthz(endpoint: Endpoint, emulator: Any) -> None:
+    healthy = {"status": "ok", "storage": "memory", "limits": "per process"}
     answer = endpoint.request("GET", "/healthz", origin=None)
-    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+    assert (answer.status_code, answer.json()) == (200, healthy)
     answer = endpoint.request("GET", "/healthz?upstream=1", origin=None)
-    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+    assert (answer.status_code, answer.json()) == (200, healthy)
     emulator.set_faults(sequence=[503])
     answer = endpoint.request("GET", "/healthz?upstream=1", origin=None)
     assert answer.status_code == 503
     assert answer.json() == {"status": "unavailable", "code": "upstream_unavailable",
-                             "message": MESSAGES["upstream_unavailable"]}
+                             "message": MESSAGES["upstream_unavailable"], "storage": "memory",
+                             "limits": "per process"}
 
 
 # ------------------------------------------------------------------ WSGI compliance
@@ -552,10 +581,17 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.allow_projects == (PROJECT, SECOND)
     assert config.allow_origins == ("https://docs.example.org", "http://127.0.0.1:8000")
     assert (config.rate.limit, config.rate.seconds) == (3, 600)
-    assert (config.budget_per_worker.limit, config.budget_per_worker.seconds) == (25, 3600)
+    assert (config.budget.limit, config.budget.seconds) == (100, 3600)  # WEB_CONCURRENCY splits nothing
+    assert (config.storage, config.storage_failure, config.inflight, config.metrics) == (
+        "memory://", "closed", 50, False)
     assert config.sdk_base == "127.0.0.1:9"
     assert SECRET not in repr(config) and SECRET not in json.dumps(config.describe())
-    assert EndpointConfig.from_env(env, workers=3).workers == 3
+    assert EndpointConfig.from_env(env, inflight=3).inflight == 3
+    redis_env = {**env, "SPHERE_ENDPOINT_STORAGE": "redis://:pw-not-shown@10.0.0.5:6379/2",
+                 "SPHERE_ENDPOINT_STORAGE_FAILURE": "open", "SPHERE_ENDPOINT_METRICS": "1"}
+    config = EndpointConfig.from_env(redis_env)
+    assert (config.storage_failure, config.metrics) == ("open", True)
+    assert config.describe()["storage"] == "redis://:***@10.0.0.5:6379/2"
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -570,9 +606,13 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"SPHERE_ENDPOINT_RATE": "fast"},
      "sphere-docs endpoint: invalid value 'fast' for SPHERE_ENDPOINT_RATE; expected "
      "COUNT/SECONDS such as 5/600, 5/10m or 200/1h (both at least 1)"),
-    ({"SPHERE_ENDPOINT_BUDGET": "3/1h", "SPHERE_ENDPOINT_WORKERS": "4"},
-     "sphere-docs endpoint: invalid value '3/3600' for SPHERE_ENDPOINT_BUDGET; expected "
-     "a budget of at least one creation per worker (4 workers)"),
+    ({"SPHERE_ENDPOINT_STORAGE": "redis//localhost"},
+     "sphere-docs endpoint: invalid value 'redis//localhost' for SPHERE_ENDPOINT_STORAGE; expected "
+     "memory:// or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)"),
+    ({"SPHERE_ENDPOINT_STORAGE_FAILURE": "maybe"},
+     "sphere-docs endpoint: invalid value 'maybe' for SPHERE_ENDPOINT_STORAGE_FAILURE; expected closed or open"),
+    ({"SPHERE_ENDPOINT_INFLIGHT": "0"},
+     "sphere-docs endpoint: invalid value 0 for SPHERE_ENDPOINT_INFLIGHT; expected a whole number from 1 to 100000"),
     ({"SPHERE_ENDPOINT_CREATE_OPTIONS": '{"*": {"height": "3px"}}'},
      "sphere-docs endpoint: unknown option 'height' for SPHERE_ENDPOINT_CREATE_OPTIONS; expected "
      "options among: token-required, inactivity-timeout, retention-stopped, retention-total, auto-resume"),
@@ -636,44 +676,27 @@ def test_cli_reports_a_bad_setting(access_token: str) -> None:
 # ------------------------------------------------------------------ gunicorn
 
 
-def test_gunicorn_with_the_sample_config(emulator: Any, access_token: str) -> None:
-    """Two gunicorn workers: claims verify on either (shared secret); the budget is split."""
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "sphere_docs" / "endpoint_gunicorn.conf.py"
+
+
+@pytest.mark.parametrize("workers", [["-w", "4"], []])
+def test_gunicorn_refuses_several_workers_counting_in_memory(emulator: Any, access_token: str,
+                                                             workers: list[str]) -> None:
+    """memory:// limits live in one process: the sample config refuses more workers, whether asked
+    for by SPHERE_ENDPOINT_WORKERS or by gunicorn's own -w (which overrides the config file).
+    Several workers share their limits through Redis: tests/test_endpoint_redis.py."""
     env = {**os.environ, "SPHERE_ENDPOINT_API": emulator.url, "SPHERE_ENDPOINT_ALLOW_PROJECTS": PROJECT,
            "SPHERE_ENDPOINT_ALLOW_ORIGINS": ORIGIN, "SPHERE_ENDPOINT_SECRET": SECRET,
-           "SPHERE_ENDPOINT_BIND": "127.0.0.1:0", "SPHERE_ENDPOINT_WORKERS": "2",
-           "SPHERE_ENDPOINT_BUDGET": "4/1h", "SPHERE_ENDPOINT_TRUST_PROXY": "1"}
-    config = Path(__file__).resolve().parent.parent / "sphere_docs" / "endpoint_gunicorn.conf.py"
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(config), "sphere_docs.endpoint:create_app()"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    output: list[str] = []
-    try:
-        assert proc.stdout is not None
-        url = ""
-        booted = 0
-        for line in proc.stdout:
-            output.append(line)
-            if m := re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line):
-                url = m.group(1)
-            booted += "Booting worker" in line
-            if url and booted == 2:
-                break
-        assert url, "".join(output)
-        threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True).start()
-        first = requests.post(url + "/workspaces", json=reader(), headers={"Origin": ORIGIN}, timeout=30).json()
-        for n in range(12):  # new connections: either worker may take them
-            again = requests.post(url + "/workspaces", json=reader(claim=first["claim"]),
-                                  headers={"Origin": ORIGIN, "Connection": "close"}, timeout=30)
-            assert again.json()["workspace_id"] == first["workspace_id"], n
-        statuses = [requests.post(url + "/workspaces", json=reader(name=f"r{n}"), timeout=30,
-                                  headers={"Origin": ORIGIN, "X-Forwarded-For": f"203.0.113.{n}",
-                                           "Connection": "close"}).status_code for n in range(8)]
-        assert statuses.count(200) <= 3 and statuses.count(429) >= 5  # 4 per hour in total, 1 already used
-        assert emulator.count("POST /workspaces") <= 4
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    assert_no_leak(["".join(output)])
+           "SPHERE_ENDPOINT_BIND": "127.0.0.1:0", "SPHERE_ENDPOINT_WORKERS": "1" if workers else "2"}
+    env.pop("SPHERE_ENDPOINT_STORAGE", None)
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *workers,
+                           "sphere_docs.endpoint:create_app()"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode != 0
+    count = 4 if workers else 2
+    assert (f"sphere-docs endpoint: {count} workers with SPHERE_ENDPOINT_STORAGE=memory:// would each count "
+            f"the rate limits and the creation budget on their own ({count} x the budget)") in done.stderr
+    assert_no_leak([done.stdout, done.stderr])
 
 
 # ------------------------------------------------------------------ JSON it cannot decode

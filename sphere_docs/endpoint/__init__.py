@@ -17,10 +17,10 @@ Production::
 
 Development: ``sphere-docs endpoint --api URL --allow-project ID --allow-origin ORIGIN``.
 
-State: nothing is stored between requests except the signing key; reuse is
-proved by the signed claim the reader keeps.  Rate limits and the creation
-budget are counted in each process's memory (see :mod:`.limits` for what that
-means with several workers).
+State: reuse is proved by the signed claim the reader keeps.  Rate limits,
+the creation budget and the creates in flight are counted in
+``SPHERE_ENDPOINT_STORAGE``: ``memory://`` (one process, the default) or Redis,
+shared by every worker and host (see :mod:`.limits`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Routes (relative to wherever it is mounted)::
 
     POST    /workspaces   (or /)  create or reuse the reader's workspace
     OPTIONS /workspaces   (or /)  CORS preflight
-    GET     /healthz               liveness; ?upstream=1 also checks the API token
+    GET     /healthz               liveness and the storage's state; ?upstream=1 also checks the API token
+    GET     /metrics               Prometheus text format (only with SPHERE_ENDPOINT_METRICS=1)
 
 Every answer is JSON with ``Cache-Control: no-store``; every error is
 ``{"code": <stable code>, "message": <text a reader understands>}`` (plus
@@ -25,10 +26,12 @@ Every answer is JSON with ``Cache-Control: no-store``; every error is
 429    ``too_many_requests``      per-client request rate (any request)
 429    ``rate_limited``           per-client creation rate
 429    ``budget_exhausted``       deployment-wide creation budget
+429    ``busy``                   deployment-wide cap on creates in flight (``Retry-After: 1``; the page retries)
 429    ``upstream_rate_limited``  the API answered 429
 502    ``upstream_error``         the API failed (5xx other than 503, bad answer, refused credentials)
 503    ``upstream_unavailable``   the API is unreachable or answered 503
 503    ``upstream_timeout``       the API did not answer within ``timeout``
+503    ``storage_unavailable``    Redis does not answer and ``storage_failure`` is ``closed``
 500    ``internal_error``         a bug; logged with its traceback, no details sent
 =====  =========================  ================================================
 
@@ -59,7 +62,7 @@ from ..redact import install_log_redaction, redact, register_secret
 from ..settings import parse_endpoint, token_from_env
 from .claims import ClaimError, Signer
 from .config import EndpointConfig, setting_error
-from .limits import SlidingWindow
+from .limits import Limits, Permit, StorageUnavailable
 
 __all__ = ["EndpointApp", "Problem"]
 
@@ -155,23 +158,31 @@ class EndpointApp:
         self._token = token if token is not None else token_from_env(config.token_env, who="sphere-docs endpoint")
         register_secret(self._token)
         install_log_redaction(["sphere_docs.endpoint", "werkzeug", "gunicorn.error", "gunicorn.access"])
-        key = (config.secret or "").encode()
-        if not key:
-            key = secrets.token_bytes(32)
+        keys = [k.encode() for k in config.secrets]
+        if not keys:
+            keys = [secrets.token_bytes(32)]
             log.warning(
                 "SPHERE_ENDPOINT_SECRET is not set: claims are signed with a random key of this "
                 "process, so returning readers get a new workspace after a restart or from another "
                 "worker; set the same secret on every worker and host"
             )
-        elif len(key) < 16:
-            raise setting_error("SPHERE_ENDPOINT_SECRET", "(hidden)", "a secret of at least 16 characters")
-        self.signer = Signer(key, config.claim_ttl)
+        elif any(len(k) < 16 for k in keys):
+            raise setting_error("SPHERE_ENDPOINT_SECRET", "(hidden)", "a secret of at least 16 characters"
+                                + (" (each of the keys)" if len(keys) > 1 else ""))
+        self.signer = Signer(keys, config.claim_ttl)
         self.manifest = _Manifest(config.manifest, config.manifest_refresh) if config.manifest else None
         self.origins = frozenset(config.allow_origins)
-        self.client_rate = SlidingWindow(config.rate.limit, config.rate.seconds)
-        self.request_rate = SlidingWindow(config.requests.limit, config.requests.seconds)
-        share = config.budget_per_worker
-        self.budget = SlidingWindow(share.limit, share.seconds, max_keys=1)
+        self.metrics: Any = None
+        if config.metrics:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self._gauges)
+        self.limits = Limits(config.storage, config.storage_failure, on_error=self._storage_error)
+        if not self.limits.shared:
+            log.info("limits are counted in this process's memory (SPHERE_ENDPOINT_STORAGE=memory://): "
+                     "run one process, or share them with SPHERE_ENDPOINT_STORAGE=redis://...")
+        # a create holds its in-flight slot at most this long (then it counts as lost)
+        self._inflight_ttl = config.timeout * (config.retries + 1) + 10
         self._client_factory = client_factory or self._default_client
         self._client: Any = None
         self._client_pid = 0
@@ -204,6 +215,29 @@ class EndpointApp:
         if self._client is not None and hasattr(self._client, "close"):
             self._client.close()
         self._client = None
+        self.limits.close()
+
+    # -- metrics
+
+    def _storage_error(self) -> None:
+        if self.metrics is not None:
+            self.metrics.storage_errors.inc()
+
+    def _gauges(self) -> tuple[int, int] | None:
+        counts = self.limits.counts(self.config.budget.seconds)
+        if counts is None:
+            return None
+        used, flying = counts
+        return max(self.config.budget.limit - used, 0), flying
+
+    def _timed(self, action: str, call: Callable[..., Any], *args: Any) -> Any:
+        if self.metrics is None:
+            return call(*args)
+        started = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            self.metrics.upstream.labels(action).observe(time.perf_counter() - started)
 
     # -- WSGI
 
@@ -215,16 +249,29 @@ class EndpointApp:
         cors: dict[str, str] = {}
         try:
             response = self.dispatch(request, cors)
+            code = "ok"
+        except StorageUnavailable:
+            exc = _storage_problem()
+            response = self._problem(exc)
+            code = exc.code
         except Problem as exc:
-            response = self._json(exc.body(), exc.status, exc.headers)
-            if exc.retry_after is not None:
-                response.headers["Retry-After"] = str(exc.retry_after)
+            response = self._problem(exc)
+            code = exc.code
         except Exception:
             log.error("internal error on %s %s", request.method, redact(request.path), exc_info=True)
             failure = Problem(500, "internal_error", "The workspace service failed unexpectedly.")
             response = self._json(failure.body(), 500)
+            code = failure.code
+        if self.metrics is not None:
+            self.metrics.requests.labels(str(response.status_code), code).inc()
         response.headers.update(cors)
         return response(environ, start_response)
+
+    def _problem(self, exc: Problem) -> Response:
+        response = self._json(exc.body(), exc.status, exc.headers)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @staticmethod
     def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -240,6 +287,11 @@ class EndpointApp:
             if request.method not in ("GET", "HEAD"):
                 raise Problem(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET, HEAD"})
             return self.health(request)
+        if path == "/metrics" and self.metrics is not None:
+            if request.method not in ("GET", "HEAD"):
+                raise Problem(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET, HEAD"})
+            body, content_type = self.metrics.render()
+            return Response(body, status=200, content_type=content_type, headers={"Cache-Control": "no-store"})
         if path not in ("/", "/workspaces"):
             raise Problem(404, "not_found", "There is nothing here; POST to /workspaces.")
         if request.method not in ("POST", "OPTIONS"):
@@ -260,13 +312,16 @@ class EndpointApp:
             response.headers["Cache-Control"] = "no-store"
             return response
         client_key = request.remote_addr or "-"
-        wait = self.request_rate.acquire(client_key)
+        wait = self.limits.hit(client_key, self.config.requests.limit, self.config.requests.seconds)
         if wait:
             raise Problem(429, "too_many_requests", "Too many requests from your network.", retry_after=wait)
         project, page, name, claim = self._read_body(request)
         return self._json(self.workspace(project, page, name, claim, client_key))
 
     def health(self, request: Request) -> Response:
+        self.limits.check()
+        storage = self.limits.state()
+        status = "ok" if self.limits.healthy else "degraded"
         if request.args.get("upstream"):
             try:
                 self.client.test()
@@ -274,8 +329,9 @@ class EndpointApp:
                 problem = _upstream_problem(exc) if _is_client_error(exc) else Problem(
                     503, "upstream_unavailable", "The workspace service cannot be reached.")
                 log.warning("health check: API failed: %s", redact(str(exc)))
-                return self._json({"status": "unavailable", **problem.body()}, 503)
-        return self._json({"status": "ok"})
+                return self._json({"status": "unavailable", **problem.body(), **storage}, 503)
+        # 200 while the storage is down too: this is liveness, and restarting would not bring Redis back
+        return self._json({"status": status, **storage})
 
     # -- the request body
 
@@ -331,15 +387,19 @@ class EndpointApp:
                 raise Problem(403, exc.code, str(exc)) from None
             reused = self._reuse(workspace_id, project)
             if reused is not None:
+                if self.metrics is not None:
+                    self.metrics.reuses.inc()
                 return self._answer(reused, project, page, name, reused=True)
         ws = self._create(project, client_key)
+        if self.metrics is not None:
+            self.metrics.creations.inc()
         log.info("created workspace %s of project %s for %s", ws.id, project, client_key)
         return self._answer(ws, project, page, name, reused=False)
 
     def _reuse(self, workspace_id: str, project: str) -> Any:
         """The claimed workspace if it is still usable (resumed if needed), else None."""
         try:
-            ws = self.client.get_workspace(workspace_id)
+            ws = self._timed("get", self.client.get_workspace, workspace_id)
         except api.NotFoundError:
             return None
         except Exception as exc:
@@ -350,8 +410,8 @@ class EndpointApp:
             return ws
         if ws.state_code == api.STATE_STOPPED:
             try:
-                self.client.resume(workspace_id)
-                return self.client.get_workspace(workspace_id)
+                self._timed("resume", self.client.resume, workspace_id)
+                return self._timed("get", self.client.get_workspace, workspace_id)
             except api.NotFoundError:
                 return None
             except Exception as exc:
@@ -359,23 +419,30 @@ class EndpointApp:
         return None  # removed or failed: the reader gets a new one
 
     def _create(self, project: str, client_key: str) -> Any:
-        wait = self.client_rate.acquire(client_key)
-        if wait:
-            raise Problem(429, "rate_limited", "You have started several workspaces in a short time.",
-                          retry_after=wait)
-        wait = self.budget.acquire()
-        if wait:
-            self.client_rate.release(client_key)
-            raise Problem(429, "budget_exhausted", "Many readers are starting workspaces right now.",
-                          retry_after=wait)
+        config = self.config
+        fields = config.create_fields(project)
+        # one atomic decision: the client's rate, the budget and the in-flight cap, all or nothing
+        permit = self.limits.permit(client_key, (config.rate.limit, config.rate.seconds),
+                                    (config.budget.limit, config.budget.seconds),
+                                    config.inflight, self._inflight_ttl)
+        if not isinstance(permit, Permit):
+            if permit.code == "rate_limited":
+                raise Problem(429, "rate_limited", "You have started several workspaces in a short time.",
+                              retry_after=permit.wait)
+            if permit.code == "budget_exhausted":
+                raise Problem(429, "budget_exhausted", "Many readers are starting workspaces right now.",
+                              retry_after=permit.wait)
+            raise Problem(429, "busy", "Many readers are starting workspaces right now; retrying shortly.",
+                          retry_after=1)
+        refund = False
         try:
-            return self.client.create_workspace(self.config.create_fields(project))
+            return self._timed("create", self.client.create_workspace, fields)
         except Exception as exc:
-            if _is_client_error(exc) and not getattr(exc, "maybe_processed", True):
-                # surely nothing was created: the reader and the budget get their slot back
-                self.client_rate.release(client_key)
-                self.budget.release()
+            # surely nothing was created: the reader and the budget get their slot back
+            refund = _is_client_error(exc) and not getattr(exc, "maybe_processed", True)
             raise self._upstream(exc, "create") from None
+        finally:
+            self.limits.finish(permit, refund=refund)
 
     def _upstream(self, exc: Exception, action: str) -> Exception:
         if not _is_client_error(exc):
@@ -395,6 +462,12 @@ class EndpointApp:
             "claim_expires": int(claim.split(".")[2]),
             "reused": reused,
         }
+
+
+def _storage_problem() -> Problem:
+    return Problem(503, "storage_unavailable",
+                   "The workspace service cannot check its limits right now. Please try again in a moment.",
+                   retry_after=5)
 
 
 def _is_client_error(exc: Exception) -> bool:

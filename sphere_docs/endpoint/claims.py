@@ -2,7 +2,10 @@
 
 A claim is ``v1.<workspace id>.<expiry>.<mac>``; the MAC is HMAC-SHA256 over
 the version, workspace id, project, page, embed name and expiry, with the
-endpoint's signing key.  The page, name and project are not inside the claim:
+endpoint's signing key, made and checked by itsdangerous (no key derivation,
+so the claims issued before it was used still verify).  Several keys rotate:
+the first signs, every one verifies, so a deployment adds a new key in front,
+and drops the old one once the claims it signed have expired (``CLAIM_TTL``).  The page, name and project are not inside the claim:
 they come from the request, so a claim only verifies for the embed it was
 issued for, and a reader who sends someone else's workspace id has no MAC for
 it.  Nothing secret is in a claim (a workspace id is not a credential by
@@ -11,11 +14,12 @@ itself); the key never leaves the process.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import time
+from collections.abc import Sequence
+
+from itsdangerous import Signer as _ItsSigner
 
 __all__ = ["ClaimError", "Signer"]
 
@@ -31,19 +35,26 @@ class ClaimError(ValueError):
 
 
 class Signer:
-    def __init__(self, key: bytes, ttl: int):
-        if len(key) < 16:
-            raise ValueError("the signing key must be at least 16 bytes")
-        self._key = key
+    """Issues and verifies claims; ``key`` is one key or a sequence of keys (the first signs)."""
+
+    def __init__(self, key: bytes | Sequence[bytes], ttl: int):
+        keys = [key] if isinstance(key, bytes) else list(key)
+        if not keys or any(len(k) < 16 for k in keys):
+            raise ValueError("every signing key must be at least 16 bytes")
+        # itsdangerous signs with the last key of its list and verifies with each
+        self._signer = _ItsSigner(list(reversed(keys)), key_derivation="none", digest_method=hashlib.sha256)
+        self.keys = len(keys)
         self.ttl = ttl
 
     def __repr__(self) -> str:  # never show the key
         return f"Signer(ttl={self.ttl})"
 
+    @staticmethod
+    def _message(workspace_id: str, project: str, page: str, name: str, expiry: int) -> bytes:
+        return "\n".join(("v1", workspace_id, project, page, name, str(expiry))).encode()
+
     def _mac(self, workspace_id: str, project: str, page: str, name: str, expiry: int) -> str:
-        message = "\n".join(("v1", workspace_id, project, page, name, str(expiry))).encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return self._signer.get_signature(self._message(workspace_id, project, page, name, expiry)).decode()
 
     def issue(self, workspace_id: str, project: str, page: str, name: str, now: float | None = None) -> str:
         expiry = int((time.time() if now is None else now) + self.ttl)
@@ -60,7 +71,7 @@ class Signer:
             raise ClaimError("claim_invalid", "The saved workspace claim is not valid for this embed.")
         workspace_id, expiry_text, mac = match.groups()
         expiry = int(expiry_text)
-        if not hmac.compare_digest(mac, self._mac(workspace_id, project, page, name, expiry)):
+        if not self._signer.verify_signature(self._message(workspace_id, project, page, name, expiry), mac):
             raise ClaimError("claim_invalid", "The saved workspace claim is not valid for this embed.")
         if expiry <= (time.time() if now is None else now):
             raise ClaimError("claim_expired", "The saved workspace claim has expired.")

@@ -81,13 +81,21 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "allow_origins": ("SPHERE_ENDPOINT_ALLOW_ORIGINS",
                       "origins of the docs sites (scheme://host[:port]), comma or space separated"),
     "secret": ("SPHERE_ENDPOINT_SECRET",
-               "key signing reuse claims; the same on every worker and host (random per process if unset)"),
+               "keys signing reuse claims, comma or space separated: the first signs, all verify (rotation); "
+               "the same on every worker and host (random per process if unset)"),
     "claim_ttl": ("SPHERE_ENDPOINT_CLAIM_TTL", "seconds a reuse claim stays valid (default 86400)"),
-    "rate": ("SPHERE_ENDPOINT_RATE", "creations per client per window, per worker process (default 5/10m)"),
-    "requests": ("SPHERE_ENDPOINT_REQUESTS", "requests per client per window, per worker process (default 60/1m)"),
+    "rate": ("SPHERE_ENDPOINT_RATE", "creations per client per window (default 5/10m)"),
+    "requests": ("SPHERE_ENDPOINT_REQUESTS", "requests per client per window (default 60/1m)"),
     "budget": ("SPHERE_ENDPOINT_BUDGET", "creations per window for the whole deployment (default 200/1h)"),
-    "workers": ("SPHERE_ENDPOINT_WORKERS",
-                "processes sharing the budget (default WEB_CONCURRENCY or 1); each gets budget // workers"),
+    "inflight": ("SPHERE_ENDPOINT_INFLIGHT",
+                 "creates waiting on the API at once, deployment-wide; beyond it 429 busy, Retry-After 1 (default 50)"),
+    "storage": ("SPHERE_ENDPOINT_STORAGE",
+                "where limits are counted: memory:// (this process only, the default) or "
+                "redis://HOST:PORT/DB (rediss:// for TLS), shared by every worker and host"),
+    "storage_failure": ("SPHERE_ENDPOINT_STORAGE_FAILURE",
+                        "when Redis does not answer: closed (503 storage_unavailable, the default) or "
+                        "open (count in each process's memory meanwhile)"),
+    "metrics": ("SPHERE_ENDPOINT_METRICS", "1 to serve GET /metrics in Prometheus text format (default 0)"),
     "create_options": ("SPHERE_ENDPOINT_CREATE_OPTIONS",
                        'JSON {"<project id>" or "*": {"inactivity-timeout": "15", ...}}'),
     "timeout": ("SPHERE_ENDPOINT_TIMEOUT", "seconds per API call (default 8)"),
@@ -102,7 +110,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 }
 
 _LIST_FIELDS = ("allow_projects", "allow_origins")
-_INT_FIELDS = ("claim_ttl", "workers", "retries", "max_body", "trust_proxy", "manifest_refresh", "port")
+_INT_FIELDS = ("claim_ttl", "inflight", "retries", "max_body", "trust_proxy", "manifest_refresh", "port")
 
 
 def _split(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -127,6 +135,16 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def _hide_password(url: str) -> str:
+    """A storage URL fit for logs and errors: any password replaced by ``***``."""
+    parts = urlsplit(url or "")
+    if parts.password:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = (parts.username or "") + ":***"
+        return parts._replace(netloc=user + "@" + netloc[-1]).geturl()
+    return url
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     api: str | None = None
@@ -139,7 +157,10 @@ class EndpointConfig:
     rate: Window = Window(5, 600)
     requests: Window = Window(60, 60)
     budget: Window = Window(200, 3600)
-    workers: int = 1
+    inflight: int = 50
+    storage: str = "memory://"
+    storage_failure: str = "closed"
+    metrics: bool = False
     create_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     timeout: float = 8.0
     retries: int = 1
@@ -161,8 +182,6 @@ class EndpointConfig:
             raw = env.get(var, "").strip()
             if raw:
                 values[name] = raw
-        if "workers" not in values and env.get("WEB_CONCURRENCY", "").strip():
-            values["workers"] = env["WEB_CONCURRENCY"].strip()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
 
@@ -187,6 +206,11 @@ class EndpointConfig:
                     clean[name] = float(value)
                 except (TypeError, ValueError):
                     raise setting_error(var, value, "a number of seconds") from None
+            elif name == "metrics":
+                text = str(value).strip().lower()
+                if text not in ("1", "0", "true", "false", "yes", "no", "on", "off", ""):
+                    raise setting_error(var, value, "1 or 0")
+                clean[name] = text in ("1", "true", "yes", "on")
             elif name in ("rate", "requests", "budget"):
                 clean[name] = parse_window(value, var)
             elif name == "create_options" and isinstance(value, str):
@@ -233,11 +257,16 @@ class EndpointConfig:
                                 problem="missing setting")
         if not 60 <= self.claim_ttl <= 366 * 86400:
             raise bad("claim_ttl", self.claim_ttl, "seconds from 60 to 31622400")
-        if not 1 <= self.workers <= 1024:
-            raise bad("workers", self.workers, "a whole number from 1 to 1024")
-        if self.budget.limit < self.workers:
-            raise bad("budget", str(self.budget),
-                      f"a budget of at least one creation per worker ({self.workers} workers)")
+        if not 1 <= self.inflight <= 100_000:
+            raise bad("inflight", self.inflight, "a whole number from 1 to 100000")
+        parts = urlsplit(self.storage or "")
+        if self.storage != "memory://" and not (
+            (parts.scheme in ("redis", "rediss") and parts.hostname) or (parts.scheme == "unix" and parts.path)
+        ):
+            raise bad("storage", _hide_password(self.storage),
+                      "memory:// or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)")
+        if self.storage_failure not in ("closed", "open"):
+            raise bad("storage_failure", self.storage_failure, "closed or open")
         if not 0 < self.timeout <= 120:
             raise bad("timeout", self.timeout, "seconds greater than 0, at most 120")
         if not 0 <= self.retries <= 5:
@@ -258,9 +287,9 @@ class EndpointConfig:
     # -- derived values
 
     @property
-    def budget_per_worker(self) -> Window:
-        """This process's share of the deployment-wide budget (rounded down: never above the total)."""
-        return Window(self.budget.limit // self.workers, self.budget.seconds)
+    def secrets(self) -> tuple[str, ...]:
+        """The claim keys, signing key first (``SPHERE_ENDPOINT_SECRET`` split at commas and spaces)."""
+        return _split(self.secret or "")
 
     @property
     def sdk_base(self) -> str:
@@ -291,7 +320,9 @@ class EndpointConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "secret":
-                value = "(set)" if value else "(random per process)"
+                value = f"({len(self.secrets)} keys)" if value else "(random per process)"
+            elif f.name == "storage":
+                value = _hide_password(value)
             elif isinstance(value, tuple):
                 value = ", ".join(value) or "-"
             out[f.name] = str(value)
