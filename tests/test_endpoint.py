@@ -771,3 +771,42 @@ def test_the_emulator_answers_undecodable_json_with_the_api_error_envelope(emula
             assert answer.headers["Content-Type"] == "application/json"
             assert answer.json()["error_code"] == 10
     assert emulator.stats()["workspaces"]["total"] == 0
+
+
+# ------------------------------------------------------------------ claim key rotation
+
+NEW_KEY = "new-signing-key-fedcba9876543210"
+
+
+def test_claim_keys_rotate_without_logging_readers_out(endpoint_factory: Any, emulator: Any) -> None:
+    """SPHERE_ENDPOINT_SECRET="new,old": the first signs, every key verifies; a claim signed only
+    by a key that was dropped no longer verifies."""
+    old = endpoint_factory()
+    first = old.post(client="203.0.113.1").json()
+    rotated = endpoint_factory(secret=f"{NEW_KEY}, {SECRET}")
+    again = rotated.post(reader(claim=first["claim"]), client="203.0.113.1").json()
+    assert (again["reused"], again["workspace_id"]) == (True, first["workspace_id"])
+    assert again["claim"] != first["claim"]  # re-issued under the new key
+    only_new = endpoint_factory(secret=NEW_KEY)
+    assert only_new.post(reader(claim=again["claim"]), client="203.0.113.1").json()["reused"] is True
+    error(only_new.post(reader(claim=first["claim"]), client="203.0.113.1"), 403, "claim_invalid")
+    with pytest.raises(SettingsError, match="at least 16 characters"):
+        create_app({"api": emulator.url, "allow_projects": [PROJECT], "allow_origins": [ORIGIN],
+                    "secret": f"{NEW_KEY},short"})
+
+
+def test_claims_issued_before_itsdangerous_still_verify() -> None:
+    """The claim format is unchanged: an HMAC-SHA256 made by hand, as the endpoint did before."""
+    import base64
+    import hashlib
+    import hmac
+
+    from sphere_docs.endpoint import Signer
+
+    expiry = int(time.time()) + 600
+    message = "\n".join(("v1", "a" * 32, PROJECT, PAGE, NAME, str(expiry))).encode()
+    mac = base64.urlsafe_b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest()).rstrip(b"=")
+    claim = f"v1.{'a' * 32}.{expiry}.{mac.decode()}"
+    signer = Signer([NEW_KEY.encode(), SECRET.encode()], 86400)
+    assert signer.verify(claim, PROJECT, PAGE, NAME) == "a" * 32
+    assert Signer(SECRET.encode(), 600).issue("a" * 32, PROJECT, PAGE, NAME, now=expiry - 600) == claim

@@ -173,11 +173,11 @@ class EndpointApp:
         self.manifest = _Manifest(config.manifest, config.manifest_refresh) if config.manifest else None
         self.origins = frozenset(config.allow_origins)
         self.metrics: Any = None
+        self.limits = Limits(config.storage, config.storage_failure, on_error=self._storage_error)
         if config.metrics:
             from .metrics import Metrics
 
             self.metrics = Metrics(self._gauges)
-        self.limits = Limits(config.storage, config.storage_failure, on_error=self._storage_error)
         if not self.limits.shared:
             log.info("limits are counted in this process's memory (SPHERE_ENDPOINT_STORAGE=memory://): "
                      "run one process, or share them with SPHERE_ENDPOINT_STORAGE=redis://...")
