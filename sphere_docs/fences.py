@@ -71,12 +71,14 @@ Hooks, for rules that depend on the live configuration:
     :func:`fenced_code_header_ok`.
 ``strict_quotes``
     superfences with ``pymdownx.quotes``: every line of a quoted fence must have
-    the opener's quote level.
+    the opener's quote level (a bool, or a callable asked once, when a quoted
+    fence is met).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 __all__ = [
@@ -317,7 +319,7 @@ def scan(
     *,
     header_ok: Callable[[str, int], bool] | None = None,
     fenced_header_ok: Callable[[str], bool] | None = None,
-    strict_quotes: bool = False,
+    strict_quotes: bool | Callable[[], bool] = False,
     colon: re.Pattern[str] | None = None,
 ) -> list[Block]:
     """The fenced blocks of ``lines``, in order (see the module docstring for the rules).
@@ -331,15 +333,32 @@ def scan(
         raise ValueError(f"unknown fence rules {rules!r}")
     header_ok = header_ok or superfences_header_ok
     fenced_header_ok = fenced_header_ok or fenced_code_header_ok
+    quotes_rule = strict_quotes
+
+    def strict(cont: str) -> bool:  # asked only of fences in a block quote (the hook may cost)
+        nonlocal quotes_rule
+        if ">" not in cont:
+            return False
+        if callable(quotes_rule):
+            quotes_rule = bool(quotes_rule())
+        return quotes_rule
+
     blocks: list[Block] = []
     #: FENCED_CODE / NO_FENCES: a fence the engine does not read (indented, or no fence extension)
     #: but superfences would; directives inside it stay text ("unfenced"), as the author meant
     shadow: _Open | None = None
+    # the lines that can matter outside a fence (most are prose: skipped without a look)
+    interesting = [k for k, row in enumerate(lines) if "```" in row or "~~~" in row or ":::" in row]
     i, n = 0, len(lines)
     while i < n:
+        if shadow is None:
+            j = bisect_left(interesting, i)
+            if j == len(interesting):
+                break
+            i = interesting[j]
         line = lines[i]
         if shadow is not None:
-            step = _superfences_step(shadow, line, strict_quotes)
+            step = _superfences_step(shadow, line, strict(shadow.block.cont))
             if step == "content":
                 _swallowed_line(blocks, shadow.block, "unfenced", line, i, directive, colon)
             if step != "drop":
@@ -364,7 +383,7 @@ def scan(
             if rules == FENCED_CODE and not prefix:
                 i = _fenced_code_block(block, lines, i)
                 continue
-            i = _superfences_block(block, lines, i, strict_quotes, cut=rules == FENCED_CODE)
+            i = _superfences_block(block, lines, i, strict(block.cont), cut=rules == FENCED_CODE)
             if not block.closed:
                 # a fence the engine drops stays text, line for line: only the opening line is the
                 # directive's; under superfences nothing it consumed may open a fence afterwards
@@ -393,7 +412,7 @@ def scan(
             i += 1
             continue
         blocks.append(block)
-        i = _superfences_block(block, lines, i, strict_quotes, cut=False)
+        i = _superfences_block(block, lines, i, strict(block.cont), cut=False)
         if not block.closed:
             for k in range(block.start + 1, block.end):
                 _swallowed_line(blocks, block, "swallowed", lines[k], k, directive, colon)

@@ -50,7 +50,6 @@ Processors (name, priority):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -301,36 +300,61 @@ def _inside_code_html(text: str, pos: int) -> bool:
 
 def _fence_rules(md: Markdown) -> tuple[str, dict[str, Any]]:
     """The fence rules of ``md`` (what its ``fenced_code_block`` preprocessor is) and the hooks
-    that let :func:`sphere_docs.fences.scan` ask the live preprocessor what its configuration decides."""
+    that let :func:`sphere_docs.fences.scan` ask the live preprocessor what its configuration
+    decides (asked only when needed: this runs for every page with a directive)."""
     if "fenced_code_block" not in md.preprocessors:
         return fences.NO_FENCES, {}
     pre = md.preprocessors["fenced_code_block"]
     if type(pre).__module__ == "markdown.extensions.fenced_code":
         return fences.FENCED_CODE, {"fenced_header_ok": _fenced_code_header(pre)}
-    hooks: dict[str, Any] = {}  # pymdownx.superfences, or a look-alike: superfences' rules
-    header_ok = _superfences_header(pre)
-    if header_ok is not None:
-        hooks["header_ok"] = header_ok
+    # pymdownx.superfences, or a look-alike: superfences' rules
+    hooks: dict[str, Any] = {"header_ok": _superfences_header(pre)}
     quotes = getattr(pre, "is_pymdownx_quotes_logic", None)
     if callable(quotes):
-        with contextlib.suppress(Exception):  # an internal of another package: its default then
-            hooks["strict_quotes"] = bool(quotes())
+        hooks["strict_quotes"] = lambda: _safe_call(quotes)
     return fences.SUPERFENCES, hooks
 
 
-def _superfences_header(pre: Any) -> Callable[[str, int], bool] | None:
-    """superfences' own verdict on a header (its validators, custom fences and settings decide)."""
-    start_re = getattr(sys.modules.get(type(pre).__module__), "RE_NESTED_FENCE_START", None)
-    names = ("get_hl_settings", "clear", "handle_unrecognized", "handle_attrs", "parse_options")
-    methods: list[Any] = [getattr(pre, name, None) for name in names]
-    if start_re is None or not all(callable(m) for m in methods):
-        return None
-    get_hl_settings, clear, unrecognized, attrs, options = methods
+def _safe_call(method: Callable[[], Any]) -> bool:
+    try:
+        return bool(method())
+    except Exception:  # an internal of another package: its default then
+        return False
+
+
+def _superfences_header(pre: Any) -> Callable[[str, int], bool]:
+    """superfences' own verdict on a header (its validators, custom fences and settings decide).
+
+    A bare fence or a language alone, with no custom fence of that name (nor a ``*``
+    one), passes the default validator whatever the settings: no need to ask.  When
+    the preprocessor is not superfences' (or its internals changed), the verdict is
+    :func:`sphere_docs.fences.superfences_header_ok` (superfences' defaults).
+    """
+    live: list[Any] = []  # [start pattern, custom fence names, methods...] once asked
+
+    def resolve() -> bool:
+        start_re = getattr(sys.modules.get(type(pre).__module__), "RE_NESTED_FENCE_START", None)
+        names = ("get_hl_settings", "clear", "handle_unrecognized", "handle_attrs", "parse_options")
+        methods: list[Any] = [getattr(pre, name, None) for name in names]
+        entries = getattr(getattr(pre, "extension", None), "superfences", None)
+        if start_re is None or not all(callable(m) for m in methods) or not isinstance(entries, list):
+            return False
+        custom = {entry.get("name") for entry in entries[1:] if isinstance(entry, dict)}
+        if entries and isinstance(entries[0], dict) and entries[0].get("name") != "superfences":
+            custom.add("*")  # the default entry was replaced: ask about every header
+        live.extend([start_re, custom, *methods])
+        return True
 
     def header_ok(line: str, pos: int) -> bool:
+        if not live and not resolve():
+            return fences.superfences_header_ok(line, pos)
+        start_re, custom, get_hl_settings, clear, unrecognized, attrs, options = live
         m = start_re.match(line, pos)
         if m is None:
             return False
+        if not (m.group("unrecognized") or m.group("attrs") or m.group("options")) and not (
+                "*" in custom or m.group("lang") in custom):
+            return True
         try:  # as SuperFencesBlockPreprocessor.search_nested does; its run() starts with clear()
             get_hl_settings()
             clear()
