@@ -52,13 +52,17 @@ that the engine happens to show as text.  Column-0 lines end such a fence
 Replacing each directive's lines (:class:`Block` ``start`` to ``end``) with
 one line that is no fence line, at the same prefix, leaves every other
 fence exactly where the engine finds it: that is what the extension does, and
-what ``tests/test_fence_differential.py`` checks against the real engines.
+what ``tests/test_fence_differential.py`` checks against the real engines.  A
+directive fence the engine drops (never closed) stays text line for line, as
+the engine leaves it: its block is the opening line only, and under
+superfences each line it consumed that would open a fence once that line is
+gone is a ``"verbatim"`` block, to be kept from doing so.
 
 HTML comments are not this layer's business: the engines look for fences
 before they look for HTML (superfences and fenced_code run at priority 25,
 ``html_block`` at 20), so a fence inside a comment is a fence, and a ``-->``
 inside a fence does not end a comment.  The Markdown extension lets the block
-parser decide what a comment hides.
+parser and the inline processor decide what a comment hides.
 
 Hooks, for rules that depend on the live configuration:
 

@@ -13,39 +13,61 @@ resolves every build-mode embed of the build at once (``sphere_docs.mkdocs_``).
 How the directive is found, and why it survives nesting
 -------------------------------------------------------
 Fences are a line-level construct, so (like ``pymdownx.superfences``) a
-preprocessor scans the source line by line *before* ``fenced_code`` /
-``superfences`` / ``html_block`` see it.  It skips the content of every other
-fence (any length, backticks or tildes, any indentation) and of HTML comments,
-and replaces each directive with one marker line at the directive's own
-indentation (and ``>`` prefix).  Being a single line, the marker travels
-through every container the block parser knows — lists, admonitions,
-``pymdownx.details``, ``pymdownx.tabbed``, block quotes, ``md_in_html`` — and
-is *claimed* by :class:`_DirectiveBlockProcessor` wherever it ends up as a
-line of its own.  Only claimed directives become embeds.
+preprocessor reads the source line by line *before* ``fenced_code`` /
+``superfences`` / ``html_block`` see it.  What is code is decided by
+:mod:`sphere_docs.fences`, with the rules of the fence extension this
+``Markdown`` instance runs (superfences', fenced_code's, or none), so the scan
+and the renderer agree on every other fence; the directive's own fence follows
+superfences' rules in every mode (and may also start on a list item's line).
+Each directive becomes one marker line at the fence's prefix: to the fence
+preprocessor after us, that line is exactly what the directive's fence was, a
+line that opens no fence, so every other fence stays where the engine finds it
+(``tests/test_fence_differential.py`` checks this against the engines).  With
+fenced_code the marker gets blank lines around it, as fenced_code's own
+placeholder does.
 
-The scan is deliberately greedy, so a marker can also land where Markdown says
-the text is content: an indented code block (the ``code`` processor runs
-before ours), a paragraph continuation line, or a raw HTML block.  Those
-markers are never claimed; :class:`_RevertTreeprocessor` and the final
-postprocessor put the author's original text back, escaped as the context
-requires.  Errors of a directive are raised only when it is claimed, so a
-broken example shown in a code block is just text.
+The marker is a line of text where the renderer would have had the fence's
+placeholder, so the block parser and the inline processor carry it exactly
+where they would have carried the fence: through lists, admonitions,
+``pymdownx.details``, ``pymdownx.tabbed``, block quotes, ``md_in_html``, into a
+paragraph, into an indented code block, into an inline HTML comment.  After
+the inline processor, :class:`_ClaimTreeprocessor` *claims* every live marker
+the tree shows (a paragraph holding one is cut around it) and renders the
+caption as Markdown in its slot.  Only claimed directives become embeds.
+Markers in a code block go back to source text, escaped; markers the inline
+processor hid in a comment go back inside it (``_EmbedPostprocessor``).
+Errors of a directive are raised only when it is claimed, so a broken example
+shown as code is just text.
+
+Directive text that is no fence for the renderer (a ``:::`` colon fence, a
+directive inside a fence never closed, or inside a fence the engine does not
+read, one that superfences puts back as text after an indented code block, a
+directive fence that is never closed) also gets a marker, one that is never
+claimed: :class:`_TextTreeprocessor` puts its text back before the inline
+processor (which must see the text the renderer would) with a tracker after
+it.  Where the page shows it (not in a code block nor a comment), a
+:class:`DirectiveWarning` with file and line says why (for a fence never
+closed, its error); ``finish_page(warnings)`` hands them to the MkDocs plugin,
+which logs them, so ``--strict`` fails.
 
 Processors (name, priority):
 
 * preprocessor ``sphere_workspace`` (31.08): find directives, parse options,
   replace with markers.  Runs before every fence preprocessor, including
   superfences' ``preserve_tabs`` one (31.05), so a directive's closing fence is
-  never mistaken for an opening one; it does the line-preserving part of
-  whitespace normalization itself, and its SOH/EOT markers survive
+  never mistaken for an opening one; it does Markdown's whitespace
+  normalization itself first, and its SOH/EOT markers survive
   ``normalize_whitespace`` (30), which strips STX/ETX.
 * preprocessor ``sphere_workspace_markers`` (29.95): markers become STX/ETX.
-* block processor ``sphere_workspace`` (76): claim a marker line, render the
-  caption as Markdown in place.  Below ``code`` (80) so indented code wins.
-* treeprocessor ``sphere_workspace_revert`` (25): unclaimed markers in text
-  and code go back to source text, before ``inline`` (20).
+* block processor ``sphere_workspace_code_revert`` (80.5, pages with a
+  directive only): superfences' code block processor puts back the fences of
+  a block it takes as indented code; so do we, just before it.
+* treeprocessor ``sphere_workspace_text`` (25, pages with a directive only):
+  directive text that is no fence goes back to text, before ``inline`` (20).
+* treeprocessor ``sphere_workspace`` (19): claim markers, after ``inline``.
 * postprocessor ``sphere_workspace`` (25): after ``raw_html`` (30) restored
-  the caption's raw HTML, swap each claimed slot for the embed's HTML.
+  the caption's raw HTML, swap each claimed slot for the embed's HTML; markers
+  left in raw HTML go back to source text (a warning where it is shown).
 """
 
 from __future__ import annotations
@@ -229,7 +251,6 @@ class _Document:
         "nonce",
         "page",
         "rendered",
-        "stray_markers",
         "warnings",
     )
 
@@ -239,7 +260,6 @@ class _Document:
         self.nonce = nonce  #: tells our slots from look-alike markup an author wrote
         self.directives: dict[int, _Directive] = {}
         self.claimed: list[int] = []
-        self.stray_markers = False  #: a marker was left as text after its directive was claimed
         self.embeds: list[Embed] = []
         self.errors: list[DirectiveError] = []
         self.warnings: list[DirectiveError] = []  #: directive text shown as text (DirectiveWarning)
@@ -769,7 +789,6 @@ class _ClaimTreeprocessor(Treeprocessor):
                 if directive is None or directive.kind != "live":
                     continue
                 if directive.claimed:  # a copy (another extension duplicated the line): left as text
-                    doc.stray_markers = True
                     continue
                 content += [_like(item, item[pos:m.start()]), directive]
                 pos = m.end()

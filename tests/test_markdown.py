@@ -558,7 +558,7 @@ def deferred(text: str, *extensions: str) -> tuple[list[str | None], list[str], 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_an_indented_bare_fence_does_not_close_a_fence(engine: str) -> None:
-    """Issue 11, item 1: ``    ```\u200b`` inside a column-0 fence is content (it was taken as its end)."""
+    """Issue 11, item 1: an indented bare fence line inside a column-0 fence is content (it was its end)."""
     page = ("```md\n1. Install:\n\n    ```\n    pip install x\n    ```\n```\n\n"
             f"```{{sphere-workspace}} {P}\n:name: after\n```\n")
     assert deferred(page, *ENGINES[engine]) == (["after"], [], [])
