@@ -185,7 +185,18 @@ def block(draw: Callable[[Any], Any], engine: str, depth: int, column: int) -> l
         body = draw(blocks(engine, depth + 1, column + 2))
         return [("> " + line) if line else ">" for line in body] or ["> Quoted."]
     # a comment around blocks
-    return ["<!--", *draw(blocks(engine, depth + 1, column)), "-->"]
+    body = draw(blocks(engine, depth + 1, column))
+    if NESTED_COMMENTS_DIFFER:
+        body = [line for line in body if "<!--" not in line and "-->" not in line]
+    return ["<!--", *body, "-->"]
+
+
+#: On Python 3.10, Python-Markdown's raw-HTML handling (built on the standard library's
+#: ``html.parser``) ends a comment that holds another ``<!--`` elsewhere than on 3.11+, so
+#: a directive after ``<!--`` ``<!-- a comment -->`` inside an admonition is a fence there
+#: and comment text here.  Known and left as is (a malformed nested comment); the rest of
+#: the comparison runs on every Python.
+NESTED_COMMENTS_DIFFER = sys.version_info < (3, 11)
 
 
 def document(engine: str) -> st.SearchStrategy[str]:
