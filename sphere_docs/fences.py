@@ -432,15 +432,8 @@ def _superfences_block(block: Block, lines: Sequence[str], start: int, strict_qu
     """
     n = len(lines)
     if not block.cont:  # at column 0 nothing drops the fence: the first closing line ends it
-        fence = block.fence
-        for k in range(start + 1, n):
-            row = lines[k]
-            if row.startswith(fence) and not row[len(fence):].strip(" \t"):
-                block.closed = True
-                block.end = k + 1
-                block.body = list(lines[start + 1:k])
-                return k + 1
-        block.closed = False
+        if _close_at_column_0(block, lines, start, " \t"):
+            return block.end
         block.end = n
         block.body = list(lines[start + 1:])
         return n
@@ -468,17 +461,26 @@ def _fenced_code_block(block: Block, lines: Sequence[str], start: int) -> int:
 
     An opener with no closing line is no fence: the scan goes on at the next line.
     """
+    if _close_at_column_0(block, lines, start, " "):
+        return block.end
+    block.end = start + 1
+    return start + 1
+
+
+def _close_at_column_0(block: Block, lines: Sequence[str], start: int, trailing: str) -> bool:
+    """Close ``block`` at the first line after ``start`` that is its fence string followed only by
+    ``trailing`` characters (superfences allows spaces and tabs, fenced_code spaces); ``False``
+    (``block.closed`` too) when no line does."""
     fence = block.fence
     for k in range(start + 1, len(lines)):
         row = lines[k]
-        if row.startswith(fence) and not row[len(fence):].strip(" "):
+        if row.startswith(fence) and not row[len(fence):].strip(trailing):
             block.closed = True
             block.end = k + 1
             block.body = list(lines[start + 1:k])
-            return k + 1
+            return True
     block.closed = False
-    block.end = start + 1
-    return start + 1
+    return False
 
 
 def _swallowed_line(blocks: list[Block], fence: Block, kind: str, line: str, index: int,

@@ -96,6 +96,27 @@ def emulator(access_token: str) -> Iterator:
         yield server
 
 
+#: seconds on the ``emulator_clocked`` fixture's clock from starting to running
+START_DELAY = 5.0
+
+
+@pytest.fixture
+def clock() -> Any:
+    """A clock the test moves by hand (``advance``), for the emulator's workspace lifecycle."""
+    from sphere_docs.emulator import ManualClock
+
+    return ManualClock()
+
+
+@pytest.fixture
+def emulator_clocked(access_token: str, clock: Any) -> Iterator:
+    """An emulator on the test's clock, where a (re)started workspace runs START_DELAY seconds later."""
+    from sphere_docs.emulator import EmulatorServer
+
+    with EmulatorServer(token=access_token, start_delay=START_DELAY, clock=clock) as server:
+        yield server
+
+
 def files_containing(root: Path, needle: str) -> list[Path]:
     """Every file under ``root`` whose bytes contain ``needle``."""
     raw = needle.encode()

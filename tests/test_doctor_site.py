@@ -16,13 +16,12 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
-from test_lifecycle import START_DELAY, StaticSite, make_site, mkdocs_build
+from conftest import SECRET_TOKEN, START_DELAY, TOKEN_ENV, assert_no_leak
+from test_lifecycle import StaticSite, make_site, mkdocs_build
 
 from sphere_docs.client import ContainersClient
 from sphere_docs.doctor import SITE_DEAD, SITE_OK, SITE_UNCHECKED, run_site_doctor
@@ -37,17 +36,6 @@ PAGES = {
                        f"```{{sphere-workspace}} {P}\n:mode: lazy\n:name: mine\n```\n"),
 }
 DIV_RE = re.compile(r'data-id="([^"]+)" data-workspace="([0-9a-f]{32})"')
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def emulator_clocked(access_token: str, clock: ManualClock) -> Iterator[EmulatorServer]:
-    with EmulatorServer(token=access_token, start_delay=START_DELAY, clock=clock) as server:
-        yield server
 
 
 @pytest.fixture

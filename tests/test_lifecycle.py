@@ -18,14 +18,13 @@ import io
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import SECRET_TOKEN, assert_no_leak
+from conftest import SECRET_TOKEN, START_DELAY, assert_no_leak
 
 from sphere_docs.doctor import run_doctor
 from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer, ManualClock
@@ -33,19 +32,8 @@ from sphere_docs.options import BUILD_LIFECYCLE_DEFAULTS
 
 P = DEMO_PROJECT_ID
 WAIT_MS = 30_000  # bound of each browser wait (not a speed check)
-START_DELAY = 5.0  # seconds on the emulator's clock from starting to running
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def emulator_clocked(access_token: str, clock: ManualClock) -> Iterator[EmulatorServer]:
-    """An emulator on the test's clock, where a (re)started workspace runs START_DELAY seconds later."""
-    with EmulatorServer(token=access_token, start_delay=START_DELAY, clock=clock) as server:
-        yield server
 
 
 def make_site(root: Path, endpoint: str, pages: dict[str, str], **settings: str) -> Path:
