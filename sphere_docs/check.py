@@ -473,7 +473,7 @@ class _MarkdownChecker:
         warnings: list[DirectiveError] = []
         embeds, errors = self.extension.finish_page(warnings)
         for embed in embeds:
-            result.embeds.append(FoundEmbed(file, embed.line, embed.spec, "markdown"))
+            result.embeds.append(FoundEmbed(file, embed.line or 0, embed.spec, "markdown"))
         for warning in warnings:  # directive text the page shows as text (a ':::' fence...): as the build
             result.problems.append(Problem(file, warning.line, warning.message, severity="warning"))
         for err in errors:

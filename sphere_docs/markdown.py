@@ -90,11 +90,12 @@ from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString, code_escape
 
-from . import fences, html
+from . import catalog, fences, html, pipeline
+from .catalog import Code, Problem
 from .errors import SettingsError, SphereDocsError
-from .messages import unclosed_fence
 from .naming import PageNamer
-from .options import OptionError, WorkspaceSpec, parse_options
+from .options import OptionError, WorkspaceSpec
+from .pipeline import Embed
 from .settings import SETTINGS, SiteSettings
 
 __all__ = [
@@ -120,9 +121,10 @@ _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].
 #: the text after a ``:::`` colon fence naming the directive (MyST syntax: text in Python-Markdown)
 _COLON_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}")
 #: the sentence for a colon fence, in the build and in ``sphere-docs check``
-COLON_FENCE_MESSAGE = f"{DIRECTIVE}: a ':::' colon fence is MyST syntax; write ```{{{DIRECTIVE}}} ... ``` instead"
+COLON_FENCE_MESSAGE = catalog.colon_fence()
 #: a ``:name: value`` option line (value optional: a bare flag)
 _OPTION_RE = re.compile(r"^:(?P<name>[^:\s][^:]*):(?P<value>.*)$")
+_YAML_KEY_RE = re.compile(r"^[ \t]*[\"']?(?P<name>[^:\s\"']+)[\"']?[ \t]*:")
 #: what the scan leaves in place of a directive: SOH/EOT survive whitespace normalization
 #: (which strips STX/ETX); _MarkerPreprocessor turns them into STX/ETX afterwards
 _RAW_MARKER = "\x01sphere-workspace:{}\x04"
@@ -165,12 +167,19 @@ class DirectiveError(SphereDocsError, ValueError):
         page: str | None,
         line: int | None,
         option_error: OptionError | None = None,
+        code: Code = Code.OPTION,
     ):
         self.page = page
         self.line = line
         self.option_error = option_error
         self.message = message
+        self.code = code  #: the catalog code (Sphinx's warning subtype)
         super().__init__(_locate(page, line, message))
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> DirectiveError:
+        return cls(problem.sentence, page=problem.page, line=problem.line,
+                   option_error=problem.error, code=problem.code)
 
 
 class DirectiveWarning(DirectiveError):
@@ -180,41 +189,21 @@ class DirectiveWarning(DirectiveError):
     as a warning, so ``mkdocs build --strict`` fails.
     """
 
+    def __init__(self, message: str, *, page: str | None, line: int | None):
+        super().__init__(message, page=page, line=line, code=Code.TEXT)
+
 
 def _locate(page: str | None, line: int | None, message: str) -> str:
-    if not page:
-        return f"line {line}: {message}" if line else message
-    return f"{page}:{line}: {message}" if line else f"{page}: {message}"
+    return Problem(Code.OPTION, message, page, line).located()
 
 
 # The records below are plain classes with __slots__, not dataclasses: this module is imported
 # by every MkDocs build, and each dataclass costs about 0.5 ms to define on CPython 3.11.
 
 
-class Embed:
-    """One embed of a document, as the extension rendered it.
-
-    ``marker`` is set for build-mode embeds whose workspace the plugin resolves
-    later: the document HTML then holds ``marker`` where the div belongs.
-    """
-
-    __slots__ = ("caption_html", "line", "marker", "page", "spec")
-
-    def __init__(self, page: str, line: int, spec: WorkspaceSpec, caption_html: str | None = None,
-                 marker: str | None = None) -> None:
-        self.page = page
-        self.line = line
-        self.spec = spec
-        self.caption_html = caption_html
-        self.marker = marker
-
-    def __repr__(self) -> str:
-        return f"Embed(page={self.page!r}, line={self.line}, name={self.spec.name!r}, mode={self.spec.mode!r})"
-
-
 class _Directive:
-    __slots__ = ("caption", "claimed", "cont", "error", "kind", "line", "nested", "note", "number", "prefix",
-                 "raw", "reported", "spec")
+    __slots__ = ("caption", "claimed", "cont", "errors", "kind", "line", "nested", "note", "number",
+                 "option_lines", "prefix", "raw", "reported", "spec")
 
     def __init__(self, number: int, line: int, prefix: str, cont: str, raw: list[str],
                  kind: str = "live", note: str = "") -> None:
@@ -233,8 +222,9 @@ class _Directive:
         self.cont = cont  #: what precedes the following lines (a list marker becomes spaces)
         self.raw = raw
         self.spec: WorkspaceSpec | None = None
+        self.option_lines: dict[str, int] = {}  #: option name as written -> its page line
         self.caption = ""
-        self.error: DirectiveError | None = None
+        self.errors: list[DirectiveError] = []  #: every problem of the directive, in line order
         self.claimed = False
 
 
@@ -497,15 +487,15 @@ class _DirectivePreprocessor(Preprocessor):
 
     def _directive(self, doc: _Document, directive: _Directive, block: fences.Block) -> None:
         if not block.closed:
-            directive.error = DirectiveError(unclosed_fence(block.fence), page=doc.page or None,
-                                             line=directive.line)
+            directive.errors = [DirectiveError(catalog.unclosed_fence(block.fence), page=doc.page or None,
+                                               line=directive.line, code=Code.FENCE)]
             return
         m = _DIRECTIVE_INFO_RE.match(block.info)
         assert m is not None
         try:
             self._parse(doc, directive, m["arg"], block.body)
         except DirectiveError as err:
-            directive.error = err
+            directive.errors = [err]
         if any(DIRECTIVE_MARK in row for row in block.body):  # a directive whose fence this one swallowed
             rules, hooks = self._rules or (fences.NO_FENCES, {})
             for inner in fences.scan(block.body, rules, _DIRECTIVE_INFO_RE, **hooks):
@@ -513,8 +503,10 @@ class _DirectivePreprocessor(Preprocessor):
                     directive.nested.append(directive.line + 1 + inner.start)
 
     def _parse(self, doc: _Document, directive: _Directive, arg: str, body: list[str]) -> None:
+        """Options and caption into a spec; every problem becomes an error at its option's line."""
         page, line_no = doc.page or None, directive.line
         options: dict[str, Any] = {}
+        lines = directive.option_lines  # body[k] is page line line_no + 1 + k
         rest = body
         try:
             if body and body[0].strip() == "---":
@@ -525,6 +517,10 @@ class _DirectivePreprocessor(Preprocessor):
                         "expected a line with --- after the options",
                         page=page, line=line_no,
                     )
+                for k in range(1, close):
+                    key = _YAML_KEY_RE.match(body[k])
+                    if key:
+                        lines.setdefault(key["name"], line_no + 1 + k)
                 options = self._yaml(body[1:close], page, line_no)
                 rest = body[close + 1:]
             else:
@@ -532,22 +528,20 @@ class _DirectivePreprocessor(Preprocessor):
                 while k < len(body) and (m := _OPTION_RE.match(body[k])):
                     name, value = m["name"].strip(), m["value"].strip()
                     if name in options:
-                        raise DirectiveError(
-                            f"{DIRECTIVE}: option {name!r} is given twice; give each option once",
-                            page=page, line=line_no,
-                        )
+                        raise DirectiveError(catalog.option_given_twice(name), page=page, line=line_no + 1 + k)
                     options[name] = value or None
+                    lines[name] = line_no + 1 + k
                     k += 1
                 rest = body[k:]
-            caption = _dedent(rest)
-            spec = parse_options(
-                arg.strip() or None,
-                options,
-                caption=caption,
-                default_mode=self.ext.settings.mode,
-            )
-        except OptionError as err:
-            raise DirectiveError(err.describe(), page=page, line=line_no, option_error=err) from None
+        except OptionError as err:  # a YAML value of the wrong shape
+            raise DirectiveError(err.describe(), page=page, line=lines.get(err.option, line_no),
+                                 option_error=err) from None
+        caption = _dedent(rest)
+        spec, problems = pipeline.read_embed(page, line_no, arg.strip() or None, options, caption=caption,
+                                             default_mode=self.ext.settings.mode, option_lines=lines)
+        if problems:
+            directive.errors = [DirectiveError.from_problem(p) for p in problems]
+            return
         directive.spec = spec
         directive.caption = self._caption_source(caption)
 
@@ -834,13 +828,11 @@ class _ClaimTreeprocessor(Treeprocessor):
     def _slot(self, doc: _Document, directive: _Directive) -> etree.Element:
         directive.claimed = True
         doc.claimed.append(directive.number)
-        if directive.error is not None:
-            self.ext._directive_error(directive.error)
+        for err in directive.errors:
+            self.ext._directive_error(err)
         for line in directive.nested:
             self.ext._directive_warning(doc, DirectiveWarning(
-                f"{DIRECTIVE}: this directive is shown as text, not as an embed: it is inside the caption "
-                f"of the directive at line {directive.line}; expected a closing fence for that directive "
-                "before this one", page=doc.page or None, line=line))
+                catalog.inside_caption(directive.line), page=doc.page or None, line=line))
         slot = etree.Element("div", {"data-sphere-slot": f"{doc.nonce}-{directive.number}"})
         if directive.caption:
             self.md.parser.parseChunk(slot, directive.caption)
@@ -1049,14 +1041,11 @@ class SphereWorkspaceExtension(Extension):
             if directive is None or directive.reported or directive.claimed or hidden(text, m.start()):
                 continue
             directive.reported = True
-            if directive.kind == "unclosed" and directive.error is not None:
-                self._directive_error(directive.error)
+            if directive.kind == "unclosed" and directive.errors:
+                for err in directive.errors:
+                    self._directive_error(err)
                 continue
-            message = directive.note or (
-                f"{DIRECTIVE}: this directive is shown as text, not as an embed: Markdown reads it as part "
-                "of the text or raw HTML around it; expected the fence on lines of its own, outside raw HTML "
-                '(or in an element with markdown="1" and the md_in_html extension)'
-            )
+            message = directive.note or catalog.shown_as_text()
             self._directive_warning(doc, DirectiveWarning(message, page=doc.page or None, line=directive.line))
 
     def _directive_warning(self, doc: _Document, warning: DirectiveWarning) -> None:
@@ -1072,93 +1061,58 @@ class SphereWorkspaceExtension(Extension):
             directive = doc.directives[number]
             if directive.spec is None:
                 continue
-            try:
-                named[number] = namer.name(directive.spec, directive.line)
-            except OptionError as err:
-                directive.error = DirectiveError(err.describe(), page=doc.page or None,
-                                                 line=directive.line, option_error=err)
-                self._directive_error(directive.error)
+            spec, problems = pipeline.name_embed(namer, directive.spec, directive.line,
+                                                 option_lines=directive.option_lines)
+            if spec is not None:
+                named[number] = spec
+            directive.errors = [DirectiveError.from_problem(p) for p in problems]
+            for err in directive.errors:
+                self._directive_error(err)
         return named
 
     def _render_document(self, doc: _Document, captions: Mapping[int, str]) -> dict[int, str]:
-        """HTML for every claimed directive, keyed by its number."""
+        """HTML for every claimed directive, keyed by its number (the decisions are the pipeline's)."""
         named = self._name_specs(doc)
+        settings = self.settings
         out: dict[int, str] = {}
         build: list[tuple[int, Embed]] = []
         for number in doc.claimed:
             directive = doc.directives[number]
             spec = named.get(number)
             if spec is None:
-                err = directive.error
-                out[number] = html.error_box(str(err) if err else "invalid embed")
+                out[number] = html.error_box(str(directive.errors[0]) if directive.errors else "invalid embed")
                 continue
             caption = captions.get(number) or None
-            embed = Embed(doc.page, directive.line, spec, caption)
-            if spec.mode == "lazy":
-                endpoint = self.settings.lazy_endpoint
-                if not endpoint:
-                    self._directive_error(DirectiveError(
-                        f"{DIRECTIVE}: lazy mode needs the lazy_endpoint setting "
-                        "(the URL of your lazy endpoint); expected lazy_endpoint in the site settings",
-                        page=doc.page or None, line=directive.line,
-                    ))
-                    out[number] = html.error_box("lazy mode needs the lazy_endpoint setting")
-                    continue
-                out[number] = html.lazy_placeholder(
-                    spec, page=doc.page, lazy_endpoint=endpoint, caption_html=caption
-                )
-                doc.has_lazy = True
-            elif self.deferred:
-                embed.marker = f'<div data-sphere-pending="{doc.nonce}-{number}"></div>'
-                out[number] = embed.marker
+            marker = (f'<div data-sphere-pending="{doc.nonce}-{number}"></div>'
+                      if spec.mode == pipeline.BUILD and self.deferred else None)
+            embed = Embed(doc.page, spec, directive.line, caption_html=caption, marker=marker)
+            problem = pipeline.lazy_problem(spec, settings.lazy_endpoint, doc.page or None, directive.line)
+            if problem is not None:
+                self._directive_error(DirectiveError.from_problem(problem))
+            if spec.mode == pipeline.LAZY:
+                out[number] = pipeline.render(embed, None, settings.lazy_endpoint)
+                doc.has_lazy = doc.has_lazy or bool(settings.lazy_endpoint)
+            elif marker is not None:
+                out[number] = marker
             else:
                 build.append((number, embed))
             doc.embeds.append(embed)
         if build:
-            out.update(self._provision_alone(doc, build))
-        return out
-
-    def _provision_alone(self, doc: _Document, build: list[tuple[int, Embed]]) -> dict[int, str]:
-        """Used alone: create/reuse this document's build-mode workspaces right now."""
-        from .provision import EmbedRequest, Provisioner  # the client stack only when needed
-
-        settings = self.settings
-        settings.token()  # SettingsError naming the variable, before any request
-        requests = [EmbedRequest(page=doc.page, spec=e.spec, line=e.line) for _, e in build]
-        with Provisioner(settings, logger=log) as provisioner:
-            resolved = provisioner.resolve(requests)
-        out: dict[int, str] = {}
-        for (number, embed), request in zip(build, requests, strict=True):
-            resolution = resolved[request.key]
-            out[number] = render_resolution(embed, resolution, settings)
-            doc.has_lazy = doc.has_lazy or (resolution.fallback == "lazy" and bool(settings.lazy_endpoint))
+            resolved = pipeline.provision_now(settings, [e for _, e in build], logger=log)
+            for number, embed in build:
+                resolution = resolved[embed.key]
+                out[number] = pipeline.render(embed, resolution, settings.lazy_endpoint)
+                kind, _ = pipeline.decide(embed.spec, resolution, settings.lazy_endpoint)
+                doc.has_lazy = doc.has_lazy or kind == pipeline.LAZY
         return out
 
     def _assets(self, doc: _Document) -> str:
-        return html.after_body(*self.settings.sdk, lazy=doc.has_lazy)
-
-
-def render_resolution(embed: Embed, resolution: Any, settings: SiteSettings) -> str:
-    """The HTML of a build-mode embed once its :class:`~sphere_docs.provision.Resolution` is known."""
-    spec, caption = embed.spec, embed.caption_html
-    if resolution.fallback is None and resolution.workspace_id:
-        return html.workspace_div(
-            spec, resolution.workspace_id, resolution.workspace_token, caption_html=caption
-        )
-    if resolution.fallback == "lazy" and settings.lazy_endpoint:
-        return html.lazy_placeholder(
-            spec, page=embed.page, lazy_endpoint=settings.lazy_endpoint, caption_html=caption
-        )
-    reason = resolution.reason or "the workspace could not be created when this page was built"
-    return html.unavailable_placeholder(spec, reason, caption_html=caption)
+        return pipeline.page_assets(self.settings, lazy=doc.has_lazy)
 
 
 def _lost(doc: _Document, number: int) -> DirectiveError:
-    return DirectiveError(
-        f"{DIRECTIVE}: the embed was lost while the page was rendered "
-        "(another extension removed it); expected it in the page",
-        page=doc.page or None, line=doc.directives[number].line,
-    )
+    return DirectiveError(catalog.embed_lost(), page=doc.page or None, line=doc.directives[number].line,
+                          code=Code.LOST)
 
 
 def _stop_zensical_build(md: Markdown, message: str) -> None:

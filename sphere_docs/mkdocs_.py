@@ -58,7 +58,7 @@ from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
-from . import html
+from . import html, pipeline
 from .errors import SettingsError, SphereDocsError
 from .keep_site import SiteKeeper, build_flags, strict_will_abort
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
@@ -66,11 +66,10 @@ from .markdown import (
     DIRECTIVE_MARK,
     EXTENSION_NAMES,
     DirectiveError,
-    Embed,
     SphereWorkspaceExtension,
-    render_resolution,
 )
 from .options import WorkspaceSpec
+from .pipeline import Embed
 from .settings import SETTINGS, SiteSettings
 
 __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
@@ -290,20 +289,19 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             page = self.pages[src]
             content = page.content or ""
             for embed in embeds:
-                if embed.spec.mode == "lazy":
+                resolution = resolutions[embed.key] if embed.marker is not None else None
+                if pipeline.decide(embed.spec, resolution, settings.lazy_endpoint)[0] == pipeline.LAZY:
                     self.lazy_pages.add(src)
                 if embed.marker is None:
                     continue
-                resolution = resolutions[f"{src}#{embed.spec.name}"]
-                if resolution.fallback == "lazy":
-                    self.lazy_pages.add(src)
+                assert resolution is not None
                 if embed.marker not in content:
                     raise self._fail(
                         f"{src}:{embed.line}: sphere-workspace: the embed is missing from the "
                         "rendered page; another plugin changed the page content before "
                         "sphere-workspaces could fill it in"
                     )
-                content = content.replace(embed.marker, render_resolution(embed, resolution, settings), 1)
+                content = content.replace(embed.marker, pipeline.render(embed, resolution, settings.lazy_endpoint), 1)
             page.content = content
         return env
 
@@ -318,7 +316,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         lazy = src in self.lazy_pages or self.instant_navigation
         if lazy not in self.snippets:  # the same for every page of the build
             settings = self._settings()
-            self.snippets[lazy] = html.after_body(*settings.sdk, lazy=lazy)
+            self.snippets[lazy] = pipeline.page_assets(settings, lazy=lazy)
         return html.inject_after_body(output, self.snippets[lazy])
 
     def _write_manifest(self, *, config: MkDocsConfig) -> None:  # on_post_build, below

@@ -63,6 +63,8 @@ class OptionError(ValueError):
         self.valid = valid
         self.problem = problem or "invalid value"
         self.suggestion = suggestion  #: the closest valid name or word, for "did you mean ...?"
+        #: every problem of the directive, this one first (``parse_options`` reports them all)
+        self.all: list[OptionError] = [self]
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -309,12 +311,14 @@ def parse_options(
 
     ``options`` maps option names (hyphenated, as authors write them; the
     underscore spelling is accepted too) to their raw string values (``None``
-    for a bare flag).  Raises :class:`OptionError` for the first problem found,
-    checking the project id first and then options in the order written.
+    for a bare flag).  Raises :class:`OptionError` for the first problem found
+    (the project id first, then options in the order written); its ``all``
+    lists every problem of the directive, so a front end can report them all.
     """
+    problems: list[OptionError] = []
     project_id = (project or "").strip()
     if not PROJECT_ID_RE.match(project_id):
-        raise OptionError("project", project, "a project id of 32 hexadecimal characters")
+        problems.append(OptionError("project", project, "a project id of 32 hexadecimal characters"))
     if default_mode not in MODES:
         raise OptionError("mode", default_mode, " | ".join(MODES))
 
@@ -323,8 +327,9 @@ def parse_options(
         name = str(raw_name).strip().lower().replace("_", "-")
         option = OPTIONS.get(name)
         if option is None:
-            raise OptionError(raw_name, raw_value, ", ".join(OPTIONS), problem="unknown option",
-                              suggestion=closest(name, OPTIONS))
+            problems.append(OptionError(raw_name, raw_value, ", ".join(OPTIONS), problem="unknown option",
+                                        suggestion=closest(name, OPTIONS)))
+            continue
         text = "" if raw_value is None else str(raw_value)
         if isinstance(raw_value, bool):  # YAML option blocks give real booleans
             text = "true" if raw_value else "false"
@@ -332,11 +337,15 @@ def parse_options(
             values[option.attr] = option.convert(text)
         except ValueError as exc:
             choices = getattr(option.convert, "choices", None)
-            raise OptionError(option.name, raw_value, str(exc),
-                              suggestion=closest(text, choices) if choices else None) from None
+            problems.append(OptionError(option.name, raw_value, str(exc),
+                                        suggestion=closest(text, choices) if choices else None))
 
     control = _CONTROL_RE.search(caption)
     if control:
-        raise OptionError("caption", f"U+{ord(control.group()):04X}",
-                          "text without control characters", problem="invalid character")
+        problems.append(OptionError("caption", f"U+{ord(control.group()):04X}",
+                                    "text without control characters", problem="invalid character"))
+    if problems:
+        first = problems[0]
+        first.all = problems
+        raise first
     return WorkspaceSpec(project_id=project_id.lower(), caption=caption.strip(), **values)

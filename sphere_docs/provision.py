@@ -150,7 +150,7 @@ from .manifest import (
     shown_source,
 )
 from .naming import legacy_adoptions
-from .options import WorkspaceSpec
+from .pipeline import Embed
 from .redact import redact
 from .settings import PREVIOUS_MANIFEST_ENV, SiteSettings, parse_endpoint
 
@@ -197,21 +197,8 @@ _ACTIVE_LOCK = threading.Lock()
 FALLBACK_RECORD_FLAG = "sphere_fallback"
 
 
-@dataclass(frozen=True)
-class EmbedRequest:
-    """One build-mode embed of one page."""
-
-    page: str  #: source path relative to the docs root, "/"-separated
-    spec: WorkspaceSpec  #: with ``name`` set (``default_name(page, index)`` unless named)
-    line: int | None = None  #: source line, for messages
-
-    @property
-    def key(self) -> str:
-        return f"{self.page}#{self.spec.name}"
-
-    @property
-    def where(self) -> str:
-        return f"{self.page}:{self.line}" if self.line else self.page
+#: One build-mode embed of one page: the pipeline's embed record (``page``, ``spec`` named, ``line``).
+EmbedRequest = Embed
 
 
 @dataclass(frozen=True)

@@ -278,23 +278,24 @@ OPTS = ", ".join(
     ["mode", "height", "width", "features", "launch", "token-required", "inactivity-timeout",
      "retention-stopped", "retention-total", "auto-resume", "name", "class"]
 )
+#: an option's problem is reported at the option's own line; the others at the fence's
 ERRORS = {
     "unknown option": (
         f"Intro\n\n```{{sphere-workspace}} {P}\n:heigth: 600px\n```\n",
-        f"intro.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTS}",
+        f"intro.md:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTS}",
     ),
     "bad value": (
         f"```{{sphere-workspace}} {P}\n:height: 600\n```\n",
-        "intro.md:1: sphere-workspace: invalid value '600' for option 'height'; "
+        "intro.md:2: sphere-workspace: invalid value '600' for option 'height'; "
         "expected a CSS length such as 600px, 70vh, 40em or 100%",
     ),
     "bad choice": (
         f"```{{sphere-workspace}} {P}\n:mode: eager\n```\n",
-        "intro.md:1: sphere-workspace: invalid value 'eager' for option 'mode'; expected build | lazy",
+        "intro.md:2: sphere-workspace: invalid value 'eager' for option 'mode'; expected build | lazy",
     ),
     "bad boolean": (
         f"```{{sphere-workspace}} {P}\n:auto-resume: maybe\n```\n",
-        "intro.md:1: sphere-workspace: invalid value 'maybe' for option 'auto-resume'; expected true | false",
+        "intro.md:2: sphere-workspace: invalid value 'maybe' for option 'auto-resume'; expected true | false",
     ),
     "missing project id": (
         "```{sphere-workspace}\n```\n",
@@ -322,12 +323,12 @@ ERRORS = {
     ),
     "yaml nested value": (
         f"```{{sphere-workspace}} {P}\n---\nfeatures: {{a: 1}}\n---\n```\n",
-        "intro.md:1: sphere-workspace: invalid value {'a': 1} for option 'features'; "
+        "intro.md:3: sphere-workspace: invalid value {'a': 1} for option 'features'; "
         "expected a single value (text, number or true/false)",
     ),
     "yaml unknown option": (
         f"\n\n```{{sphere-workspace}} {P}\n---\nhieght: 1px\n---\n```\n",
-        f"intro.md:3: sphere-workspace: unknown option 'hieght' (did you mean 'height'?); valid options: {OPTS}",
+        f"intro.md:5: sphere-workspace: unknown option 'hieght' (did you mean 'height'?); valid options: {OPTS}",
     ),
     "fence never closed": (
         f"```{{sphere-workspace}} {P}\n:height: 1px\n",
@@ -336,16 +337,16 @@ ERRORS = {
     ),
     "option twice": (
         f"```{{sphere-workspace}} {P}\n:height: 1px\n:height: 2px\n```\n",
-        "intro.md:1: sphere-workspace: option 'height' is given twice; give each option once",
+        "intro.md:3: sphere-workspace: option 'height' is given twice; give each option once",
     ),
     "duplicate name": (
         f"```{{sphere-workspace}} {P}\n:name: a\n```\n\n```{{sphere-workspace}} {P}\n:name: a\n```\n",
-        "intro.md:5: sphere-workspace: duplicate value 'a' for option 'name'; "
+        "intro.md:6: sphere-workspace: duplicate value 'a' for option 'name'; "
         "expected a name not used by another embed on this page (line 1)",
     ),
     "nested in a list": (
         f"- item\n\n    ```{{sphere-workspace}} {P}\n    :width: wide\n    ```\n",
-        "intro.md:3: sphere-workspace: invalid value 'wide' for option 'width'; "
+        "intro.md:4: sphere-workspace: invalid value 'wide' for option 'width'; "
         "expected a CSS length such as 600px, 70vh, 40em or 100%",
     ),
 }
@@ -379,7 +380,7 @@ def test_lazy_embed_without_lazy_endpoint_is_an_error() -> None:
     with pytest.raises(DirectiveError) as info:  # one lazy embed on a build-mode site: the embed is
         render(f"```{{sphere-workspace}} {P}\n:mode: lazy\n```\n", lazy_endpoint=None, mode="build")
     assert str(info.value) == (
-        "intro.md:1: sphere-workspace: lazy mode needs the lazy_endpoint setting (the URL of your lazy "
+        "intro.md:1: sphere-workspace: mode 'lazy' needs the lazy_endpoint setting (the URL of the lazy "
         "endpoint); expected lazy_endpoint in the site settings"
     )
 
@@ -399,7 +400,7 @@ def test_line_offset_counts_front_matter() -> None:
     embeds, errors = ext.finish_page()
     assert embeds == []
     assert [str(e) for e in errors] == [
-        "lessons/a.md:7: sphere-workspace: invalid value 'x' for option 'height'; "
+        "lessons/a.md:8: sphere-workspace: invalid value 'x' for option 'height'; "
         "expected a CSS length such as 600px, 70vh, 40em or 100%"
     ]
 
@@ -592,7 +593,7 @@ def test_fenced_code_takes_a_fence_out_of_an_inline_comment() -> None:
     text = f"Text <!-- a comment\n```{{sphere-workspace}} {P}\n:height: 1\n```\n-->\n"
     with pytest.raises(DirectiveError) as info:
         render(text, "fenced_code")
-    assert info.value.line == 2
+    assert info.value.line == 3  # the option's line
     probe = markdown.markdown(text.replace(f"{{sphere-workspace}} {P}", "probe"), extensions=["fenced_code"])
     assert '<pre><code class="language-probe">' in probe  # the renderer: a fence, not a comment
 

@@ -56,16 +56,17 @@ def rst_embed(*lines: str, project: str = P) -> str:
     return "\n".join([f".. sphere-workspace:: {project}".rstrip(), *(f"   {x}" for x in lines)]) + "\n"
 
 
-#: name -> (Markdown page, rST page or None, line of the mistake, sentence, Sphinx subtype)
+#: name -> (Markdown page, rST page or None, line of the mistake, sentence, Sphinx subtype).
+#: An option's problem is at the option's own line; the others at the directive's.
 MISTAKES: dict[str, tuple[str, str | None, int, str, str]] = {
     "unknown option": (
         "# Lesson\n\n" + md_embed(":heigth: 300px"),
         "Lesson.\n\n" + rst_embed(":heigth: 300px"),
-        3, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}", "option"),
+        4, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}", "option"),
     "invalid value": (
         "# Lesson\n\n" + md_embed(":mode: lazzy"),
         "Lesson.\n\n" + rst_embed(":mode: lazzy"),
-        3, "sphere-workspace: invalid value 'lazzy' for option 'mode' (did you mean 'lazy'?); expected build | lazy", "option"),
+        4, "sphere-workspace: invalid value 'lazzy' for option 'mode' (did you mean 'lazy'?); expected build | lazy", "option"),
     "missing project id": (
         "# Lesson\n\n" + md_embed(project=""),
         "Lesson.\n\n" + rst_embed(project=""),
@@ -74,7 +75,7 @@ MISTAKES: dict[str, tuple[str, str | None, int, str, str]] = {
     "duplicate name": (
         "# Lesson\n\n" + md_embed(":name: twin") + "\n" + md_embed(":name: twin"),
         "Lesson.\n\n" + rst_embed(":name: twin") + "\n\n" + rst_embed(":name: twin"),
-        7, "sphere-workspace: duplicate value 'twin' for option 'name'; "
+        8, "sphere-workspace: duplicate value 'twin' for option 'name'; "
            "expected a name not used by another embed on this page (line 3)", "name"),
     "unclosed fence": (
         "# Lesson\n\n" + md_embed(":height: 300px", close=False) + "\nMore prose.\n",

@@ -381,7 +381,7 @@ def test_bad_directives_fail_the_build_with_every_message(
     config = make_site(tmp_path, {"endpoint": emulator.url}, pages)
     with pytest.raises(Abort):
         run_build(config)
-    a = ("a.md:7: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: mode, height, width, features, "
+    a = ("a.md:8: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: mode, height, width, features, "
          "launch, token-required, inactivity-timeout, retention-stopped, retention-total, auto-resume, name, class")
     b = "b.md:5: sphere-workspace: invalid project id '1234'; expected a project id of 32 hexadecimal characters"
     ours = [r.getMessage() for r in caplog.records if r.name == PLUGIN_LOGGER and r.levelno == logging.ERROR]
@@ -409,7 +409,7 @@ def test_error_lines_count_front_matter_whatever_the_file_encoding(
     (tmp_path / "docs/index.md").write_bytes(bom + (front + body).replace("\n", newline).encode("utf-8"))
     with pytest.raises(Abort):
         run_build(config)
-    line = 5 + front.count("\n")
+    line = 6 + front.count("\n")  # the option's own line
     ours = [r.getMessage() for r in caplog.records if r.name == PLUGIN_LOGGER and r.levelno == logging.ERROR]
     assert [m.split(": sphere-workspace:")[0] for m in ours] == [f"index.md:{line}"]
 

@@ -182,28 +182,28 @@ def test_incremental_builds_create_only_for_changed_embeds(make_app, emulator, t
 VALID = ("mode, height, width, features, launch, token-required, inactivity-timeout, "
          "retention-stopped, retention-total, auto-resume, name, class")
 BAD_RST = [
-    (8, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
-    (11, "sphere-workspace: invalid value 'tall' for option 'height'; "
+    (9, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
+    (12, "sphere-workspace: invalid value 'tall' for option 'height'; "
          "expected a CSS length such as 600px, 70vh, 40em or 100%"),
     (14, "sphere-workspace: missing project id; expected a project id of 32 hexadecimal characters"),
     (16, "sphere-workspace: invalid project id 'not-a-project'; "
          "expected a project id of 32 hexadecimal characters"),
-    (18, "sphere-workspace: invalid value 'eager' for option 'mode'; expected build | lazy"),
-    (21, "sphere-workspace: invalid value 'maybe' for option 'token-required'; expected true | false"),
-    (24, "sphere-workspace: invalid value 'fullscreen, confetti' for option 'features'; "
+    (19, "sphere-workspace: invalid value 'eager' for option 'mode'; expected build | lazy"),
+    (22, "sphere-workspace: invalid value 'maybe' for option 'token-required'; expected true | false"),
+    (25, "sphere-workspace: invalid value 'fullscreen, confetti' for option 'features'; "
          "expected a comma-separated list of: fullscreen"),
-    (27, "sphere-workspace: invalid value 'soon' for option 'inactivity-timeout'; "
+    (28, "sphere-workspace: invalid value 'soon' for option 'inactivity-timeout'; "
          "expected a whole number of minutes between 0 and 525600"),
-    (30, "sphere-workspace: invalid value '1st' for option 'name'; expected an identifier: "
+    (31, "sphere-workspace: invalid value '1st' for option 'name'; expected an identifier: "
          "a letter, then up to 63 letters, digits, '-' or '_'"),
-    (36, "sphere-workspace: duplicate value 'twin' for option 'name'; "
+    (37, "sphere-workspace: duplicate value 'twin' for option 'name'; "
          "expected a name not used by another embed on this page (line 33)"),
     (39, "sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee3 extra words'; "
          "expected a project id of 32 hexadecimal characters"),
 ]
 BAD_MD = [
-    (3, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
-    (7, "sphere-workspace: invalid value 'never' for option 'launch'; "
+    (4, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
+    (9, "sphere-workspace: invalid value 'never' for option 'launch'; "
         "expected click | visible | load"),
     (13, "sphere-workspace: missing project id; expected a project id of 32 hexadecimal characters"),
 ]
@@ -218,7 +218,7 @@ def expected_warnings(src: Path) -> list[str]:
     return [f"{src / 'index.rst'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_RST] + [
         f"{src / 'mdbad.md'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_MD] + [
         f"ERROR: sphere-workspace: {len(BAD_RST) + len(BAD_MD)} embed(s) with errors "
-        "(the first at index.rst:8); the build failed [sphere.option]"]
+        "(the first at index.rst:9); the build failed [sphere.option]"]
 
 
 def test_every_bad_input_is_a_pinned_located_warning(make_app, emulator, tmp_path):
@@ -258,7 +258,7 @@ def test_sphinx_build_cli_with_W_exits_non_zero(emulator, tmp_path, capsys):
     assert code != 0
     # Sphinx 7 stops at the first warning and prints it as "path:line:sentence" with no
     # type; 8.1+ prints every one as "path:line: ERROR: sentence [sphere.option]"
-    assert re.search(rf"index\.rst:8:( ERROR: )?{re.escape(BAD_RST[0][1])}", out.err), out.err
+    assert re.search(rf"index\.rst:9:( ERROR: )?{re.escape(BAD_RST[0][1])}", out.err), out.err
     if sphinx.version_info >= (8,):  # where Sphinx shows warning types, ours is there
         assert f"{BAD_RST[0][1]} [sphere.option]" in out.err
     assert "Traceback" not in out.err + out.out
@@ -463,17 +463,19 @@ def test_missing_endpoint_is_named(make_app, access_token, tmp_path):
         "12345678.containers.sphere-engine.com")
 
 
-def test_lazy_embed_without_lazy_endpoint_is_a_located_config_warning(make_app, emulator, tmp_path):
+def test_lazy_embed_without_lazy_endpoint_is_a_located_config_error(make_app, emulator, tmp_path):
     src = copy_root("sphere-same", tmp_path)
     app = build(make_app, src, emulator=emulator, sphere_lazy_endpoint=None)
-    assert sorted(warning_lines(app)) == sorted(
-        f"{src / page}:{line}: WARNING: sphere-workspace: mode 'lazy' needs the "
-        "sphere_lazy_endpoint setting (the URL of the lazy endpoint) in conf.py [sphere.config]"
+    assert sorted(line for line in warning_lines(app) if "[sphere.config]" in line) == sorted(
+        f"{src / page}:{line}: ERROR: sphere-workspace: mode 'lazy' needs the "
+        "sphere_lazy_endpoint setting (the URL of the lazy endpoint); expected sphere_lazy_endpoint "
+        "in conf.py [sphere.config]"
         for page, line in (("rstpage.rst", 14), ("mdpage.md", 14)))
     page = html_pages(app.outdir)["rstpage.html"]
     assert page.count('data-sphere-mode="unavailable"') == 1  # visible, not dropped
     assert "Lazy mode needs the sphere_lazy_endpoint setting." in page
     assert page.count('data-sphere-mode="build"') == 1
+    assert app.statuscode == 1  # an error in every engine: the embed cannot work on the site
 
 
 def test_lazy_site_without_sdk_host_is_a_config_error(make_app, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from docutils import nodes
@@ -10,9 +11,9 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.logging import is_suppressed_warning
 
-from .. import html
-from ..messages import unclosed_fence
-from ..options import OPTIONS, OptionError, parse_options
+from .. import catalog, pipeline
+from ..catalog import Code, Problem
+from ..options import OPTIONS
 from .envdata import env_data, page_path
 from .nodes import sphere_workspace
 
@@ -51,25 +52,20 @@ class SphereWorkspaceDirective(SphinxDirective):
         page = page_path(self.env, docname)
         fence = self._unclosed_fence()
         if fence:
-            return [self._mistake(unclosed_fence(fence), "fence")]
-        try:
-            spec = parse_options(
-                self.arguments[0] if self.arguments else None,
-                dict(self.options),
-                caption="\n".join(self.content),
-                default_mode=self.config.sphere_mode,
-            )
-            spec = data.namer(docname, page).name(spec, self.lineno)
-        except OptionError as err:
-            return [self._mistake(err.describe(), mistake_subtype(err))]
-        if spec.mode == "lazy" and not self.config.sphere_lazy_endpoint:
-            # Rendered as an "unavailable" box; the site setting is what is missing.
-            logger.warning(
-                "sphere-workspace: mode 'lazy' needs the sphere_lazy_endpoint setting "
-                "(the URL of the lazy endpoint) in conf.py",
-                location=(docname, self.lineno), type="sphere", subtype="config",
-            )
-
+            return self._mistakes([Problem(Code.FENCE, catalog.unclosed_fence(fence), page, self.lineno)])
+        lines = self._option_lines()
+        spec, problems = pipeline.read_embed(
+            page, self.lineno, self.arguments[0] if self.arguments else None, dict(self.options),
+            caption="\n".join(self.content), default_mode=self.config.sphere_mode, option_lines=lines)
+        if spec is not None:
+            spec, problems = pipeline.name_embed(data.namer(docname, page), spec, self.lineno,
+                                                 option_lines=lines)
+        if spec is None:
+            return self._mistakes(problems)
+        problem = pipeline.lazy_problem(spec, self.config.sphere_lazy_endpoint, page,
+                                        self.lineno, setting="sphere_lazy_endpoint", where="conf.py")
+        if problem is not None:  # rendered as an "unavailable" notice; the site setting is what is missing
+            self._mistakes([problem])
         request = data.record(docname, page, spec, self.lineno)
         node = sphere_workspace("", spec=spec, page=page, key=request.key, docname=docname)
         self.set_source_info(node)
@@ -77,14 +73,27 @@ class SphereWorkspaceDirective(SphinxDirective):
             self.state.nested_parse(self.content, self.content_offset, node)
         return [node]
 
-    def _mistake(self, sentence: str, subtype: str) -> nodes.Node:
-        """An author's mistake: an error, as in every engine (the build fails at its end,
-        see ``extension.fail_on_embed_errors``), and a box where the embed would have been."""
+    def _mistakes(self, problems: list[Problem]) -> list[nodes.Node]:
+        """An author's mistakes: each an error at its own line, as in every engine (the build
+        fails at its end, see ``extension.fail_on_embed_errors``), and a box where the embed was."""
         docname = self.env.docname
-        logger.error(sentence, location=(docname, self.lineno), type="sphere", subtype=subtype)
-        if not is_suppressed_warning("sphere", subtype, self.config.suppress_warnings):
-            env_data(self.env).record_error(docname, self.lineno, sentence)
-        return nodes.raw("", html.error_box(sentence), format="html")
+        for problem in problems:
+            line = problem.line or self.lineno
+            logger.error(problem.sentence, location=(docname, line), type="sphere", subtype=problem.code.subtype)
+            if not is_suppressed_warning("sphere", problem.code.subtype, self.config.suppress_warnings):
+                env_data(self.env).record_error(docname, line, problem.sentence)
+        return [nodes.raw("", pipeline.error_html(problems), format="html")]
+
+    def _option_lines(self) -> dict[str, int]:
+        """Each option's own source line (``:name: value`` in rST and MyST, ``name: value`` in MyST's YAML)."""
+        lines: dict[str, int] = {}
+        rows = self.block_text.splitlines()
+        for k, row in enumerate(rows):
+            m = _OPTION_LINE_RE.match(row)
+            name = m and (m["name"] or m["key"])
+            if name and name in self.options and name not in lines:
+                lines[name] = self.lineno + k
+        return lines
 
     def _unclosed_fence(self) -> str | None:
         """MyST: the opening fence when nothing below it can close it, else ``None``.
@@ -117,6 +126,5 @@ class SphereWorkspaceDirective(SphinxDirective):
         return fence
 
 
-def mistake_subtype(err: OptionError) -> str:
-    """``sphere.name`` for the duplicate-name rule, ``sphere.option`` for the rest."""
-    return "name" if err.problem == "duplicate value" else "option"
+#: an option's line in a directive block: ":name: value" (rST, MyST) or "name: value" (MyST's YAML)
+_OPTION_LINE_RE = re.compile(r"^[ \t>]*(?::(?P<name>[^:\s][^:]*):|(?P<key>[A-Za-z_-]+)[ \t]*:)")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..naming import PageNamer
 from ..options import WorkspaceSpec
+from ..pipeline import Embed
+from ..provision import Resolution
 
 if TYPE_CHECKING:
     from sphinx.environment import BuildEnvironment
@@ -25,30 +27,8 @@ __all__ = ["Embed", "Outcome", "SphereEnvData", "env_data", "page_path"]
 ATTR = "sphere_docs"
 
 
-@dataclass(frozen=True)
-class Embed:
-    """One embed as read: where it is and what it asks for."""
-
-    docname: str
-    page: str  #: source path relative to the source dir, "/"-separated
-    line: int | None
-    spec: WorkspaceSpec  #: named
-
-    @property
-    def key(self) -> str:
-        assert self.spec.name
-        return f"{self.page}#{self.spec.name}"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a build-mode embed was provisioned (never holds the access token)."""
-
-    workspace_id: str | None = None
-    workspace_token: str | None = None
-    fallback: str | None = None  #: None when ok; "placeholder" or "lazy"
-    reason: str | None = None
-    created: bool = False
+#: ``provision.Resolution``: how a build-mode embed was provisioned (never holds the access token)
+Outcome = Resolution
 
 
 @dataclass
@@ -71,7 +51,7 @@ class SphereEnvData:
         self.errors.setdefault(docname, []).append((line, sentence))
 
     def record(self, docname: str, page: str, spec: WorkspaceSpec, line: int | None) -> Embed:
-        embed = Embed(docname=docname, page=page, line=line, spec=spec)
+        embed = Embed(page=page, spec=spec, line=line, docname=docname)
         self.embeds.setdefault(docname, []).append(embed)
         return embed
 

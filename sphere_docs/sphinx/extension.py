@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sphinx.errors import SphinxError
 from sphinx.util import logging
 
-from .. import __version__, html
+from .. import __version__, html, pipeline
 from ..errors import SettingsError, SphereDocsError
 from ..fileio import atomic_write_text
 from ..manifest import MANIFEST_NAME, write_manifest
@@ -47,7 +47,6 @@ from .directive import SphereWorkspaceDirective
 from .envdata import Embed, Outcome, env_data
 from .nodes import sphere_workspace
 from .visitors import (
-    decide,
     depart_workspace_html,
     is_interactive,
     replace_for_static_builders,
@@ -63,7 +62,8 @@ __all__ = ["SphereBuildError", "SphereBuildExit", "setup_extension", "stop_build
 logger = logging.getLogger(__name__)
 
 #: bump when the shape of the env data changes: Sphinx then re-reads everything
-ENV_VERSION = 3  # 2: WorkspaceSpec became a NamedTuple; 3: names by identity, errors kept
+ENV_VERSION = 4  # 2: WorkspaceSpec became a NamedTuple; 3: names by identity, errors kept;
+#               4: the pipeline's Embed and the provisioner's Resolution are kept
 
 
 class SphereBuildError(SphinxError):
@@ -269,7 +269,7 @@ def provision_pending(app: Sphinx, env: BuildEnvironment) -> list[str]:
         f"sphere-workspaces: {len(pending)} build-mode embed(s) resolved "
         f"in {time.perf_counter() - started:.2f}s"
     )
-    return sorted({embed.docname for embed in pending})
+    return sorted({embed.docname for embed in pending if embed.docname})
 
 
 class _ToSphinx(stdlib_logging.Handler):
@@ -313,7 +313,7 @@ def _reason(err: SettingsError) -> str:
 
 def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed], *,
              scope: str, early: tuple[Any, Any] | None = None) -> dict[str, Outcome]:
-    from ..provision import EmbedRequest, Provisioner, ProvisionError
+    from ..provision import EmbedRequest, Provisioner, ProvisionError, Resolution
 
     requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
     if early is not None:  # started as the documents were read
@@ -336,22 +336,12 @@ def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed
         # No endpoint or no token: nothing can be provisioned.
         if settings.on_error == "fail":
             raise SphereBuildError(sphere_config.sphinx_message(err), subtype="config") from None
-        return {e.key: Outcome(fallback=settings.on_error, reason=_reason(err)) for e in pending}
+        return {e.key: Resolution(e, fallback=settings.on_error, reason=_reason(err)) for e in pending}
     except SphereDocsError as err:  # anything else the core reports on purpose
         raise SphereBuildError(str(err)) from None
     finally:
         provisioner.close()
-    outcomes = {}
-    for embed, request in zip(pending, requests, strict=True):
-        res = results[request.key]
-        outcomes[embed.key] = Outcome(
-            workspace_id=res.workspace_id,
-            workspace_token=res.workspace_token,
-            fallback=res.fallback,
-            reason=res.reason,
-            created=res.created,
-        )
-    return outcomes
+    return {embed.key: results[request.key] for embed, request in zip(pending, requests, strict=True)}
 
 
 # -- html pages: manifest and loader -------------------------------------------------------
@@ -392,7 +382,7 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         return
     settings = sphere_config.site_settings(app.config, app.confdir)
     try:
-        snippets = {lazy: html.after_body(*settings.sdk, lazy=lazy) for lazy in (False, True)}
+        snippets = {lazy: pipeline.page_assets(settings, lazy=lazy) for lazy in (False, True)}
     except SettingsError:
         # Only lazy embeds (:mode: lazy) on a site without sphere_endpoint or
         # sphere_sdk_host: the styles still help.
@@ -403,10 +393,8 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
     for path, page_embeds in pages.items():
         if not path.is_file():
             continue
-        has_lazy = any(
-            decide(e.spec, data.outcomes.get(e.key), settings.lazy_endpoint)[0] == "lazy"
-            for e in page_embeds
-        )
+        has_lazy = pipeline.page_is_lazy(
+            pipeline.decide(e.spec, data.outcomes.get(e.key), settings.lazy_endpoint)[0] for e in page_embeds)
         try:
             text = path.read_text(encoding=encoding)
             new = html.inject_after_body(text, snippets[has_lazy])

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from sphinx.builders.html import StandaloneHTMLBuilder
 
-from .. import html
+from .. import pipeline
 from ..options import WorkspaceSpec
+from ..pipeline import Embed
 from .envdata import Outcome, env_data
 from .nodes import fallback_nodes, sphere_workspace
 
@@ -25,8 +26,8 @@ __all__ = [
     "visit_workspace_html",
 ]
 
-LAZY_ENDPOINT_MISSING = "Lazy mode needs the sphere_lazy_endpoint setting."
-NOT_PROVISIONED = "This workspace was not provisioned."
+#: the lazy endpoint setting as conf.py spells it, for the reader's notice (pipeline.decide)
+LAZY_SETTING = "sphere_lazy_endpoint"
 
 
 def is_interactive(builder: Builder) -> bool:
@@ -41,36 +42,15 @@ def is_interactive(builder: Builder) -> bool:
 
 
 def decide(spec: WorkspaceSpec, outcome: Outcome | None, lazy_endpoint: str | None) -> tuple[str, str]:
-    """``(kind, reason)`` with kind ``build`` | ``lazy`` | ``unavailable``.
-
-    The visitor and the page injection both ask this, so a page's assets
-    (lazy script or not) always match what its divs became.
-    """
-    if spec.mode == "lazy" or (outcome is not None and outcome.workspace_id is None
-                               and outcome.fallback == "lazy"):
-        return ("lazy", "") if lazy_endpoint else ("unavailable", LAZY_ENDPOINT_MISSING)
-    if outcome is None:
-        return "unavailable", NOT_PROVISIONED
-    if outcome.workspace_id:
-        return "build", ""
-    return "unavailable", outcome.reason or NOT_PROVISIONED
+    """:func:`sphere_docs.pipeline.decide` with conf.py's setting name."""
+    return pipeline.decide(spec, outcome, lazy_endpoint, setting=LAZY_SETTING)
 
 
 def render_html(builder: Builder, node: sphere_workspace, caption_html: str) -> str:
-    spec = node.spec
-    lazy_endpoint = builder.config.sphere_lazy_endpoint
     outcome = env_data(builder.env).outcomes.get(node["key"])
-    kind, reason = decide(spec, outcome, lazy_endpoint)
-    if kind == "build":
-        assert outcome is not None and outcome.workspace_id
-        return html.workspace_div(
-            spec, outcome.workspace_id, outcome.workspace_token, caption_html=caption_html
-        )
-    if kind == "lazy":
-        return html.lazy_placeholder(
-            spec, page=node["page"], lazy_endpoint=lazy_endpoint, caption_html=caption_html
-        )
-    return html.unavailable_placeholder(spec, reason, caption_html=caption_html)
+    embed = Embed(page=node["page"], spec=node.spec)
+    return pipeline.render(embed, outcome, builder.config.sphere_lazy_endpoint,
+                           caption_html=caption_html, setting=LAZY_SETTING)
 
 
 # The caption children are rendered by the translator as usual; at departure
