@@ -179,3 +179,56 @@ def test_sphinx_reports_each_mistake_with_its_own_subtype(mistake: str, tmp_path
     app = sphinx_build(make_app, src, suppress_warnings=[f"sphere.{subtype}"])
     assert ": ERROR: sphere-workspace:" not in app.warning.getvalue()  # the author silenced it
     assert app.statuscode == 0
+
+
+# -- every problem of an embed, each at its own line ----------------------------------------
+
+#: one embed, three mistakes: (line, sentence) of each, as every engine must report them
+THREE_MISTAKES = [
+    (4, f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {VALID}"),
+    (5, "sphere-workspace: invalid value 'tall' for option 'height'; "
+        "expected a CSS length such as 600px, 70vh, 40em or 100%"),
+    (6, "sphere-workspace: invalid value 'lazzy' for option 'mode' (did you mean 'lazy'?); expected build | lazy"),
+]
+THREE_MD = "# Lesson\n\n" + md_embed(":heigth: 300px", ":height: tall", ":mode: lazzy")
+THREE_RST = "Lesson.\n\n" + rst_embed(":heigth: 300px", ":height: tall", ":mode: lazzy")
+
+
+def every_problem(engine: str, tmp_path: Path, make_app: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Every located sentence the engine reported for the one embed of THREE_MD / THREE_RST."""
+    if engine == "plain":  # used alone, the first stops the conversion; deferred, all are collected
+        from sphere_docs.markdown import SphereWorkspaceExtension
+        from sphere_docs.settings import SiteSettings
+
+        ext = SphereWorkspaceExtension(settings=SiteSettings(**EXTENSION_SETTINGS), deferred=True)
+        md = markdown.Markdown(extensions=["pymdownx.superfences", ext])
+        ext.begin_page("lesson.md")
+        md.convert(THREE_MD)
+        return [str(err) for err in ext.finish_page()[1]]
+    if engine == "mkdocs":
+        config = mkdocs_site(tmp_path, THREE_MD, plugin=True)
+        with caplog.at_level(logging.WARNING), pytest.raises(Abort):
+            mkdocs_build(load_config(str(config)))
+        return [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.ERROR and "sphere-workspace:" in r.getMessage()]
+    if engine.startswith("sphinx"):
+        rel, page = ("lesson.rst", THREE_RST) if engine == "sphinx-rst" else ("lesson.md", THREE_MD)
+        src = sphinx_project(tmp_path / "src", rel, page)
+        app = sphinx_build(make_app, src)
+        assert app.statuscode == 1
+        return [f"{Path(w.file or '').name}:{w.line}: {w.message}" for w in sphere_warnings(app)
+                if w.level == "ERROR" and w.file]
+    assert engine == "check"
+    write(tmp_path / "docs", "lesson.md", THREE_MD)
+    write(tmp_path / "docs", "lesson.rst", THREE_RST)
+    result = check_paths([tmp_path / "docs"])
+    return [f"{Path(p.file).name}:{p.line}: {p.message}" for p in result.problems if p.severity == "error"]
+
+
+@pytest.mark.parametrize("engine", ["plain", "mkdocs", "sphinx-rst", "sphinx-myst", "check"])
+def test_every_problem_of_an_embed_is_reported_at_its_own_line(engine: str, tmp_path: Path, make_app: Any,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    said = every_problem(engine, tmp_path, make_app, caplog)
+    files = ["lesson.md", "lesson.rst"] if engine == "check" else [
+        "lesson.rst" if engine == "sphinx-rst" else "lesson.md"]
+    assert sorted(said) == sorted(f"{file}:{line}: {sentence}" for file in files for line, sentence in THREE_MISTAKES)

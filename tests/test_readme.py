@@ -12,7 +12,7 @@ import yaml
 from sphinx_fixtures import build, warnings_of
 
 from sphere_docs.endpoint.config import ENV_VARS
-from sphere_docs.options import OPTIONS, OptionError, parse_options
+from sphere_docs.options import OPTIONS
 from sphere_docs.settings import SETTINGS, SiteSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +64,18 @@ def test_endpoint_table_covers_every_variable() -> None:
 
 
 def test_error_example_is_the_real_message() -> None:
-    shown = re.search(r"^docs/lessons/intro\.md:12: .*$", README, flags=re.M).group(0)  # type: ignore[union-attr]
-    with pytest.raises(OptionError) as info:
-        parse_options("eef024c1d14f46319517a65edafb5ee3", {"height": "tall"})
-    assert info.value.at("docs/lessons/intro.md", 12) == shown
+    """The README's three problems are what the extension reports for that embed at line 12."""
+    from sphere_docs.markdown import SphereWorkspaceExtension
+    from sphere_docs.settings import SiteSettings
+
+    shown = re.findall(r"^docs/lessons/intro\.md:1\d: .*$", README, flags=re.M)
+    ext = SphereWorkspaceExtension(settings=SiteSettings(), deferred=True)
+    md = markdown.Markdown(extensions=[ext])
+    ext.begin_page("docs/lessons/intro.md")
+    md.convert("\n" * 11 + "```{sphere-workspace} eef024c1d14f46319517a65edafb5ee3\n"
+               ":heigth: 300px\n:height: tall\n:mode: lazzy\n```\n")
+    assert [str(err) for err in ext.finish_page()[1]] == shown
+    assert len(shown) == 3
 
 
 @pytest.mark.parametrize("example", blocks("md"), ids=["options-lines", "yaml-block"])
