@@ -40,7 +40,7 @@ from .check import CheckResult, check_paths, find_site, load_mkdocs_config, plur
 from .errors import SettingsError
 from .options import BUILD_LIFECYCLE_DEFAULTS
 from .redact import redact
-from .settings import SETTINGS, SiteSettings
+from .settings import SETTINGS, SiteSettings, renamed
 
 __all__ = ["DocsSite", "find_docs_site", "read_conf_py", "run_doctor", "run_site_doctor"]
 
@@ -224,7 +224,8 @@ def _sphinx_site(conf_py: Path) -> DocsSite:
     extensions = [str(e) for e in namespace.get("extensions") or ()]
     site.enabled = "sphere_docs.sphinx" in extensions
     site.myst = "myst_parser" in extensions or "myst_nb" in extensions
-    site.values = {name: namespace[f"sphere_{name}"] for name in SETTINGS if f"sphere_{name}" in namespace}
+    prefix = site.setting_prefix
+    site.values = {name: namespace[prefix + name] for name in SETTINGS if prefix + name in namespace}
     return site
 
 
@@ -285,10 +286,8 @@ def _settings(site: DocsSite, endpoint: str | None, token_env: str | None,
     try:
         return SiteSettings.from_mapping(values, base_dir=base)
     except SettingsError as err:
-        text = str(err)
-        if site.kind == "sphinx" and err.setting in SETTINGS:
-            text = text.replace(repr(err.setting), repr(f"sphere_{err.setting}"), 1)
-        report.problem(text, f"correct {_setting(site, err.setting)} {_where(site)}")
+        # named as the config file spells them, as the build would (conf.py: sphere_<name>)
+        report.problem(renamed(err, site.setting_prefix), f"correct {_setting(site, err.setting)} {_where(site)}")
         return None
 
 

@@ -70,7 +70,7 @@ from .markdown import (
 )
 from .options import WorkspaceSpec
 from .pipeline import Embed
-from .settings import SETTINGS, SiteSettings
+from .settings import SETTINGS, Setting, SiteSettings
 
 __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
@@ -78,66 +78,37 @@ log = logging.getLogger("mkdocs.plugins.sphere_workspaces")
 
 
 
-class SphereWorkspacesConfig(base.Config):
+#: MkDocs reads YAML: of a setting's types (:attr:`Setting.types`), the ones a YAML value can have
+_YAML_TYPES = (str, int, float, bool)
+
+
+def config_option(setting: Setting) -> c.BaseConfigOption:
+    """The MkDocs config option of a setting: its type and default (no default: optional)."""
+    types = tuple(t for t in setting.types if t in _YAML_TYPES)
+    kind: Any = types[0] if len(types) == 1 else types  # one type: MkDocs' message names it alone
+    if setting.default is None:
+        return c.Optional(c.Type(kind))
+    return c.Type(kind, default=setting.default)
+
+
+class _SettingsOptions(base.Config):
+    """A config class that declares one option per entry of :data:`SETTINGS`, in its order."""
+
+    def __init_subclass__(cls) -> None:
+        for name, setting in SETTINGS.items():  # before MkDocs collects the class's options
+            setattr(cls, name, config_option(setting))
+        super().__init_subclass__()
+
+
+class SphereWorkspacesConfig(_SettingsOptions):
     """Settings of the ``sphere-workspaces`` plugin (the same names as Sphinx's ``sphere_*``).
 
-    Types are checked here; values (ranges, choices, URLs) by
-    :meth:`SiteSettings.from_mapping`, so both front ends share one set of rules
-    and messages.  The access token is never a setting: see ``token_env``.
+    One option per setting of :data:`~sphere_docs.settings.SETTINGS` (what each does:
+    :attr:`Setting.doc`, the README's settings table).  Types are checked here;
+    values (ranges, choices, URLs) by :meth:`SiteSettings.from_mapping`, so both front
+    ends share one set of rules and messages.  The access token is never a setting:
+    see ``token_env``.
     """
-
-    endpoint = c.Optional(c.Type(str))
-    """Containers API endpoint: the customer host (https implied) such as
-    ``12345678.containers.sphere-engine.com``, or a full base URL such as
-    ``http://127.0.0.1:8123`` for the emulator.  Needed for build mode; the SDK
-    host follows it unless ``sdk_host`` is set."""
-
-    mode = c.Type(str, default=SETTINGS["mode"].default)
-    """Default mode of embeds without ``:mode:``: ``build`` (create the workspace
-    when the site is built) or ``lazy`` (per reader, through the lazy endpoint)."""
-
-    lazy_endpoint = c.Optional(c.Type(str))
-    """URL of the lazy endpoint, the ``POST`` target of lazy embeds.  Needed for
-    lazy embeds and for ``on_error: lazy``."""
-
-    on_error = c.Type(str, default=SETTINGS["on_error"].default)
-    """What a build does when a workspace cannot be created: ``fail`` (stop with a
-    message naming page and project), ``placeholder`` (a visible "workspace
-    unavailable" box and a warning) or ``lazy`` (fall back to a lazy embed)."""
-
-    concurrency = c.Type(int, default=SETTINGS["concurrency"].default)
-    """API calls in flight at once while provisioning (1 to 64)."""
-
-    timeout = c.Type((int, float), default=SETTINGS["timeout"].default)
-    """Timeout of each API call, in seconds."""
-
-    trust_checked = c.Type((int, float), default=SETTINGS["trust_checked"].default)
-    """Seconds a workspace the API confirmed live (checked or created) is trusted without a
-    new ``GET``, in this process and the next (0: check every recorded workspace each build)."""
-
-    retries = c.Type(int, default=SETTINGS["retries"].default)
-    """Retries of a failed API call, 0 to 10 (a create only when it surely was not performed; README: Retries)."""
-
-    cache = c.Type(str, default=SETTINGS["cache"].default)
-    """Folder of the ledger of created workspaces, relative to ``mkdocs.yml``.
-    Keep it out of ``docs_dir`` so it is never published."""
-
-    previous_manifest = c.Optional(c.Type(str))
-    """The ``sphere-workspaces.json`` of the last deployed site (URL, or a path
-    relative to ``mkdocs.yml``): a build whose ledger has no entry for an embed
-    (a fresh CI checkout) reuses the workspace it lists.  The environment
-    variable ``SPHERE_DOCS_PREVIOUS_MANIFEST`` overrides it."""
-
-    token_env = c.Type(str, default=SETTINGS["token_env"].default)
-    """Name of the environment variable holding the API access token (the token
-    itself is never written in a config file)."""
-
-    sdk_host = c.Optional(c.Type(str))
-    """Host (and port) the SDK loader fetches ``/static/sdk/sdk.min.js`` from;
-    defaults to the endpoint's host."""
-
-    sdk_https = c.Optional(c.Type(bool))
-    """Load the SDK over https; defaults to the endpoint's scheme."""
 
     def validate(self) -> tuple[list[tuple[str, Exception]], list[tuple[str, str]]]:
         failed, warnings = super().validate()

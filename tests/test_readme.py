@@ -13,7 +13,7 @@ from sphinx_fixtures import build, warnings_of
 
 from sphere_docs.endpoint.config import ENV_VARS
 from sphere_docs.options import OPTIONS
-from sphere_docs.settings import SETTINGS, SiteSettings
+from sphere_docs.settings import SETTINGS, SiteSettings, settings_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -52,6 +52,13 @@ def test_settings_table_lists_every_setting_with_its_conf_py_name() -> None:
     assert table_names("| `mkdocs.yml` | `conf.py` |") == list(SETTINGS)
     for name in SETTINGS:
         assert f"| `{name}` | `sphere_{name}` |" in README
+
+
+def test_settings_table_is_the_declared_one() -> None:
+    """Names, defaults and meanings come from the declarations; regenerate the table with
+    ``python3 -c 'from sphere_docs.settings import settings_table; print(settings_table())'``."""
+    start = README.index("| `mkdocs.yml` | `conf.py` |")
+    assert README[start:].split("\n\n", 1)[0] == settings_table()
 
 
 def test_endpoint_table_covers_every_variable() -> None:

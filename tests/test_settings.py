@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from sphere_docs.errors import SettingsError
@@ -77,3 +80,61 @@ def test_missing_endpoint_names_the_setting() -> None:
 def test_settings_table_matches_the_record() -> None:
     assert set(SETTINGS) == set(SiteSettings._fields) - {"base_dir"}
     assert SiteSettings().cache_dir.name == ".sphere-docs-cache"
+
+
+# --------------------------------------------------------------------------- declared once
+# Each setting is one field of SiteSettings; everything below is made from SETTINGS, and
+# these tests fail when a place lists a setting, or a default, that is not the declared one.
+
+
+def test_record_fields_and_defaults_are_the_declarations() -> None:
+    assert list(SiteSettings._fields) == [*SETTINGS, "base_dir"]
+    assert SiteSettings._field_defaults == {**{n: s.default for n, s in SETTINGS.items()}, "base_dir": Path(".")}
+    assert all(s.name == n and s.types for n, s in SETTINGS.items())
+
+
+def test_mkdocs_config_lists_exactly_the_declared_settings() -> None:
+    pytest.importorskip("mkdocs")
+    from mkdocs.config import config_options as c
+
+    from sphere_docs.mkdocs_ import SphereWorkspacesConfig
+
+    schema = dict(SphereWorkspacesConfig._schema)
+    assert list(schema) == list(SETTINGS)
+    assert dict(SphereWorkspacesConfig()) == {n: s.default for n, s in SETTINGS.items()}
+    for name, declared in SETTINGS.items():
+        option = schema[name]
+        assert isinstance(option, c.Optional) == (declared.default is None), name
+        kind = getattr(option, "option", option)._type
+        assert set(kind if isinstance(kind, tuple) else (kind,)) == set(declared.types) - {Path}, name
+
+
+def test_sphinx_registers_exactly_the_declared_settings() -> None:
+    pytest.importorskip("sphinx")
+    from sphinx.config import Config
+
+    from sphere_docs.sphinx.config import register
+
+    config = Config()
+    register(SimpleNamespace(add_config_value=config.add))  # what Sphinx.add_config_value does
+    registered = {v.name: (v.value, v.rebuild) for v in config if v.name.startswith("sphere_")}
+    assert registered == {f"sphere_{n}": (s.default, s.rebuild) for n, s in SETTINGS.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [("concurrency", "4", 4), ("retries", " 0 ", 0), ("timeout", "2", 2.0), ("trust_checked", "0.5", 0.5),
+     ("sdk_https", "Off", False), ("sdk_https", "yes", True), ("endpoint", "8", "8"), ("cache", "c", "c"),
+     ("concurrency", "four", "four"), ("sdk_https", "maybe", "maybe")],
+)
+def test_command_line_text_is_read_as_the_declared_type(name: str, text: str, value: object) -> None:
+    converted = SETTINGS[name].from_text(text)
+    assert converted == value and type(converted) is type(value)
+
+
+def test_a_wrong_type_is_named_with_the_declared_words() -> None:
+    with pytest.raises(SettingsError, match=r"expected a whole number from 1 to 64$"):
+        SiteSettings.from_mapping({"concurrency": True})  # a bool is never a number
+    with pytest.raises(SettingsError, match=r"expected a number of seconds greater than 0$"):
+        SiteSettings.from_mapping({"timeout": float("nan")})
+    assert SiteSettings.from_mapping({"cache": Path("c")}).cache_dir == Path("c")  # conf.py may give a Path

@@ -1,17 +1,17 @@
 """``conf.py`` settings: ``sphere_<name>`` for every entry of :data:`settings.SETTINGS`.
 
 The settings are declared once, in :mod:`sphere_docs.settings`; this module
-only registers them under the ``sphere_`` prefix and turns a :class:`SettingsError`
-into Sphinx's :class:`~sphinx.errors.ConfigError` with the conf.py name of the
-setting, at ``config-inited`` (before any document is read).
+only registers them under the ``sphere_`` prefix (with each declaration's
+default, description and rebuild scope), converts ``-D`` strings to each
+declaration's type, and turns a :class:`SettingsError` into Sphinx's
+:class:`~sphinx.errors.ConfigError` with the conf.py name of the setting, at
+``config-inited`` (before any document is read).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,7 @@ from sphinx.errors import ConfigError
 from sphinx.util import logging
 
 from ..errors import SettingsError
-from ..options import FALSE_WORDS, TRUE_WORDS
-from ..settings import SETTINGS, SiteSettings
+from ..settings import SETTINGS, SiteSettings, renamed
 
 if TYPE_CHECKING:
     from sphinx.application import Sphinx
@@ -40,35 +39,6 @@ __all__ = [
 
 PREFIX = "sphere_"
 
-#: What a change of each setting invalidates (Sphinx's ``rebuild`` argument):
-#: ``env`` re-reads every document (the default mode is applied while parsing,
-#: and workspaces made on another endpoint are worthless); ``html`` rewrites the
-#: pages (lazy endpoint URL, SDK loader); the rest only matter while provisioning.
-REBUILD = {
-    "endpoint": "env",
-    "mode": "env",
-    "lazy_endpoint": "html",
-    "sdk_host": "html",
-    "sdk_https": "html",
-}
-
-def _to_bool(text: str) -> bool | str:
-    low = text.strip().lower()
-    return True if low in TRUE_WORDS else False if low in FALSE_WORDS else text
-
-
-#: ``sphinx-build -D sphere_concurrency=4`` hands us strings; convert the ones
-#: whose setting is not a string, and leave anything unconvertible for the
-#: validator to name.
-_FROM_COMMAND_LINE: dict[str, Callable[[str], Any]] = {
-    "concurrency": int,
-    "retries": int,
-    "timeout": float,
-    "trust_checked": float,
-    "sdk_https": _to_bool,
-}
-
-
 def config_name(setting: str) -> str:
     return PREFIX + setting
 
@@ -84,33 +54,22 @@ def register(app: Sphinx) -> None:
     described = "description" in inspect.signature(app.add_config_value).parameters
     for name, setting in SETTINGS.items():
         extra: dict[str, Any] = {"description": setting.doc} if described else {}
-        app.add_config_value(
-            config_name(name),
-            setting.default,
-            REBUILD.get(name, ""),  # type: ignore[arg-type]
-            types=Any,
-            **extra,
-        )
+        app.add_config_value(config_name(name), setting.default, setting.rebuild, types=Any, **extra)
 
 
 def _raw_values(config: Config) -> dict[str, Any]:
+    """The ``sphere_*`` values; ``sphinx-build -D sphere_concurrency=4`` hands us strings,
+    read as the setting's type (what does not convert is left for the validator to name)."""
     values: dict[str, Any] = {}
-    for name in SETTINGS:
+    for name, setting in SETTINGS.items():
         value = getattr(config, config_name(name))
-        convert = _FROM_COMMAND_LINE.get(name)
-        if convert is not None and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = convert(value)
-        values[name] = value
+        values[name] = setting.from_text(value) if isinstance(value, str) else value
     return values
 
 
 def sphinx_message(err: SettingsError) -> str:
     """The shared message, naming the setting the way conf.py spells it."""
-    text = str(err)
-    for name in SETTINGS:  # the setting, and any other setting the message mentions
-        text = text.replace(repr(name), repr(config_name(name)))
-    return text
+    return renamed(err, PREFIX)
 
 
 def site_settings(config: Config, confdir: str | Path | None) -> SiteSettings:
