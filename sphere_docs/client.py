@@ -104,7 +104,7 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import SphereDocsError
-from .options import FALSE_WORDS, TRUE_WORDS, WorkspaceSpec
+from .options import FALSE_WORDS, TRUE_WORDS
 from .redact import clean_snippet, install_log_redaction, redact, register_secret
 
 if TYPE_CHECKING:
@@ -541,16 +541,16 @@ class ContainersClient:
         data = self._call("GET", "/test")
         return str(data.get("message", "")) if isinstance(data, Mapping) else ""
 
-    def create_workspace(self, spec_or_fields: WorkspaceSpec | Mapping[str, Any]) -> Workspace:
-        """``POST /workspaces`` with form fields (a spec's ``create_fields()`` or a mapping)."""
-        if isinstance(spec_or_fields, WorkspaceSpec):
-            fields = spec_or_fields.create_fields()
-        else:
-            fields = {
-                str(k): (("true" if v else "false") if isinstance(v, bool) else str(v))
-                for k, v in spec_or_fields.items()
-                if v is not None
-            }
+    def create_workspace(self, fields: Mapping[str, Any]) -> Workspace:
+        """``POST /workspaces`` with form fields (e.g. a spec's ``create_fields()``).
+
+        The client knows the API, not the directive: callers turn their embed into fields.
+        """
+        fields = {
+            str(k): (("true" if v else "false") if isinstance(v, bool) else str(v))
+            for k, v in fields.items()
+            if v is not None
+        }
         data = self._call("POST", "/workspaces", data=fields)
         return self._workspace(data, "POST", "/workspaces", maybe_processed=True)
 

@@ -21,7 +21,7 @@ from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .options import WorkspaceSpec
+from .options import TOKEN_RE, WORKSPACE_ID_RE, WorkspaceSpec
 
 __all__ = [
     "LOADER_ID",
@@ -39,8 +39,6 @@ __all__ = [
 LOADER_ID = "sphere-docs-loader"
 ASSETS_CSS_ID = "sphere-docs-css"
 ASSETS_JS_ID = "sphere-docs-lazy-js"
-WORKSPACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-TOKEN_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,127}$")
 SDK_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 
 esc = html.escape  # quote=True by default: safe inside double-quoted attributes

@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 PROJECT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+#: the API's identifier shapes: what html.py puts in a page and the provisioner accepts from the API
+WORKSPACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+TOKEN_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{7,127}$")
 #: ASCII digits only: ``\d`` alone also takes full-width and other Unicode digits, invalid in CSS
 CSS_LENGTH_RE = re.compile(
     r"^(0|(\d+(\.\d+)?|\.\d+)(px|em|rem|vh|vw|vmin|vmax|%|ch|ex|cm|mm|in|pt|pc|dvh|svh|lvh))$",

@@ -141,7 +141,6 @@ from .client import (
 )
 from .errors import SphereDocsError
 from .fileio import atomic_write_text
-from .html import TOKEN_RE, WORKSPACE_ID_RE
 from .manifest import (
     ManifestError,
     ManifestUnavailable,
@@ -150,6 +149,7 @@ from .manifest import (
     shown_source,
 )
 from .naming import legacy_adoptions
+from .options import TOKEN_RE, WORKSPACE_ID_RE
 from .pipeline import Embed
 from .redact import redact
 from .settings import PREVIOUS_MANIFEST_ENV, SiteSettings, parse_endpoint
@@ -1213,7 +1213,7 @@ class Provisioner:
                 outcome.skipped = True
                 return outcome
             try:
-                created = client.create_workspace(request.spec)
+                created = client.create_workspace(request.spec.create_fields())
             except SphereEngineError as exc:
                 outcome.error = exc
                 self._settle_intent(iid, exc)

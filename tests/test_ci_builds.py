@@ -424,7 +424,7 @@ def test_prune_previous_never_touches_what_neither_manifest_lists(
     from sphere_docs.options import WorkspaceSpec
 
     with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:
-        listed, kept, other = (client.create_workspace(WorkspaceSpec(P)) for _ in range(3))
+        listed, kept, other = (client.create_workspace(WorkspaceSpec(P).create_fields()) for _ in range(3))
     spec = WorkspaceSpec(P, name="a")
 
     def manifest(path: Path, *ids: str) -> str:

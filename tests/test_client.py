@@ -72,7 +72,7 @@ def test_test_returns_the_greeting(client):
 
 
 def test_create_get_and_state(client, emulator):
-    ws = client.create_workspace(parse_options(DEMO_PROJECT_ID, {}))
+    ws = client.create_workspace(parse_options(DEMO_PROJECT_ID, {}).create_fields())
     assert len(ws.id) == 32
     assert ws.project_id == DEMO_PROJECT_ID and ws.project_name == "EXAMPLE"
     assert ws.state_code in (1, 2) and ws.is_live
@@ -94,7 +94,7 @@ def test_create_from_mapping_encodes_booleans(client):
 def test_create_spec_options_reach_the_api(client):
     spec = parse_options(DEMO_PROJECT_ID, {"token-required": "false", "inactivity-timeout": "7",
                                            "retention-stopped": "60", "auto-resume": "no"})
-    ws = client.create_workspace(spec)
+    ws = client.create_workspace(spec.create_fields())
     assert ws.token_required is False and ws.auto_resume is False
     assert ws.inactivity_timeout == 7
     assert ws.raw["retention_time_stopped"] == 60
@@ -146,7 +146,7 @@ def test_request_encoding_and_auth(emulator, access_token):
     session = requests.Session()
     session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request))
     with make_client(emulator, access_token, session=session) as c:
-        c.create_workspace(parse_options(DEMO_PROJECT_ID, {"token-required": "false"}))
+        c.create_workspace(parse_options(DEMO_PROJECT_ID, {"token-required": "false"}).create_fields())
     (sent,) = seen
     assert sent.method == "POST"
     assert sent.headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("sphere-docs/")
