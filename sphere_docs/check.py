@@ -33,7 +33,6 @@ prints (:meth:`OptionError.at`, or the Markdown extension's
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +48,7 @@ from .markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, SphereWorkspac
 from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SiteSettings
+from .site import find_site, load_mkdocs_config, load_site
 
 __all__ = [
     "SKIP_DIRS",
@@ -57,6 +57,8 @@ __all__ = [
     "Problem",
     "check_paths",
     "find_pages",
+    "find_site",
+    "load_mkdocs_config",
     "scan_markdown",
     "scan_rst",
 ]
@@ -517,59 +519,6 @@ class _Site:
     problem: Problem | None = None  #: reported once, for the first page of the site
 
 
-def _site_config(folder: Path) -> tuple[str, Path] | None:
-    for name in ("mkdocs.yml", "mkdocs.yaml"):
-        if (folder / name).is_file():
-            return "mkdocs", folder / name
-    if (folder / "conf.py").is_file():
-        return "sphinx", folder / "conf.py"
-    return None
-
-
-def find_site(folder: Path) -> tuple[str, Path] | tuple[str, None]:
-    """The nearest ``mkdocs.yml`` or ``conf.py`` in ``folder`` (resolved) or above, up to the repository root."""
-    while True:
-        found = _site_config(folder)
-        if found:
-            return found
-        if (folder / ".git").exists() or folder.parent == folder:
-            return "none", None
-        folder = folder.parent
-
-
-def load_mkdocs_config(config_file: Path) -> tuple[Any, list[str]]:
-    """``(config, errors)``: MkDocs' own loader, its log captured instead of printed.
-
-    ``config`` is ``None`` when the file cannot be loaded; ``errors`` then
-    holds MkDocs' messages (the last one is the exception's).
-    """
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import ConfigurationError
-
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.ERROR:
-                messages.append(record.getMessage())
-
-    logger = logging.getLogger("mkdocs")
-    handler = _Collect()
-    saved = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        config = load_config(config_file=str(config_file))
-    except ConfigurationError as exc:
-        return None, [*messages, str(exc)]
-    except Exception as exc:  # a theme, plugin or hook that fails to load
-        return None, [*messages, f"{type(exc).__name__}: {exc}"]
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = saved
-    return config, messages
-
-
 def _default_extensions() -> tuple[list[str], dict[str, Any]]:
     import importlib
 
@@ -606,21 +555,18 @@ class _Sites:
         extensions: list[Any]
         configs: dict[str, Any]
         if kind == "mkdocs" and config is not None:
-            try:
-                loaded, errors = load_mkdocs_config(config)
-            except ImportError:
-                loaded, errors = None, ["MkDocs is not installed"]
-            if loaded is None:
+            loaded = load_site(config)  # MkDocs' own loader: the extensions the build uses
+            if loaded.markdown_extensions is None:
                 extensions, configs = _default_extensions()
                 site.problem = Problem(
                     _display(config), None,
-                    f"{DIRECTIVE}: cannot load {config.name} ({'; '.join(errors[-2:])}); its pages "
+                    f"{DIRECTIVE}: cannot load {config.name} ({'; '.join(loaded.messages[-2:])}); its pages "
                     "were checked with the default Markdown extensions",
                     severity="warning",
                 )
             else:
-                extensions = list(loaded.markdown_extensions)
-                configs = dict(loaded.mdx_configs)
+                extensions = loaded.markdown_extensions
+                configs = loaded.markdown_configs
         elif kind == "sphinx":
             extensions, configs = [], {}
         else:
