@@ -20,9 +20,9 @@ Three syntaxes are found:
   closing rule: :func:`sphere_docs.fences.commonmark_closes`), and scanning
   ``{eval-rst}`` blocks as rST.
 * reStructuredText pages (``.rst``): ``.. sphere-workspace::`` directives,
-  found by a small indentation-aware scanner that skips literal blocks
-  (``::``), code directives and comments, and splits the directive block the
-  way docutils does (argument, option field list, content).
+  found by docutils' own parser (:mod:`sphere_docs.rst`): literal blocks,
+  comments, tables and code directives are what docutils says, and docutils
+  splits the directive block (argument, option field list, content).
 
 Each embed is validated with :func:`sphere_docs.options.parse_options`; a
 problem is reported as ``file:line: message`` with the same text a build
