@@ -254,7 +254,7 @@ _settings: Any = None
 
 def _lookup(name: str, language: Any, document: Any) -> tuple[Any, list[Any]]:
     """``directives.directive`` while a scan runs: ours for our documents, docutils' for others."""
-    original = _saved["directive"]
+    original = _saved.get("directive") or directives.directive  # restored meanwhile: docutils' own
     if id(document) not in _SCANS:
         return original(name, language, document)
     normal = name.lower()
