@@ -20,9 +20,9 @@ Three syntaxes are found:
   closing rule: :func:`sphere_docs.fences.commonmark_closes`), and scanning
   ``{eval-rst}`` blocks as rST.
 * reStructuredText pages (``.rst``): ``.. sphere-workspace::`` directives,
-  found by a small indentation-aware scanner that skips literal blocks
-  (``::``), code directives and comments, and splits the directive block the
-  way docutils does (argument, option field list, content).
+  found by docutils' own parser (:mod:`sphere_docs.rst`): literal blocks,
+  comments, tables and code directives are what docutils says, and docutils
+  splits the directive block (argument, option field list, content).
 
 Each embed is validated with :func:`sphere_docs.options.parse_options`; a
 problem is reported as ``file:line: message`` with the same text a build
@@ -33,7 +33,6 @@ prints (:meth:`OptionError.at`, or the Markdown extension's
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,11 +43,12 @@ from typing import Any
 import yaml
 from markdown import Markdown
 
-from . import fences
+from . import fences, rst
 from .markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, SphereWorkspaceExtension
 from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec, parse_options
 from .settings import SiteSettings
+from .site import find_site, load_mkdocs_config, load_site
 
 __all__ = [
     "SKIP_DIRS",
@@ -57,6 +57,8 @@ __all__ = [
     "Problem",
     "check_paths",
     "find_pages",
+    "find_site",
+    "load_mkdocs_config",
     "scan_markdown",
     "scan_rst",
 ]
@@ -210,126 +212,51 @@ def _display(path: Path) -> str:
 
 # --------------------------------------------------------------------------- reStructuredText
 
-_EXPLICIT_RE = re.compile(r"^(?P<indent> *)\.\.(?:[ ]+(?P<rest>.*))?$")
-_RST_DIRECTIVE_RE = re.compile(
-    r"^(?:\|[^|]+\|[ ]+)?(?P<name>[A-Za-z0-9](?:[-_.:+]?[A-Za-z0-9]+)*)[ ]?::(?:[ ]+(?P<arg>.*)|$)"
-)
-_RST_FIELD_RE = re.compile(r"^:(?P<name>[^:\s](?:[^:]*[^:\s])?):(?:[ ]+(?P<value>.*)|$)")
-_LIST_ITEM_RE = re.compile(r"^(?P<marker>[-*+\u2022][ ]+|(?:\d+|#|[A-Za-z])[.)][ ]+|\((?:\d+|#)\)[ ]+)")
 #: directives whose body is not reStructuredText: an embed in them is an example, not an embed
-RST_LITERAL_DIRECTIVES = frozenset({
-    "code-block", "code", "sourcecode", "literalinclude", "highlight", "parsed-literal", "raw",
-    "math", "productionlist", "doctest", "testcode", "testoutput", "testsetup", "testcleanup",
-    "code-cell", "jupyter-execute", "ipython", "mermaid", "graphviz", "graph", "digraph",
-    "plantuml", "csv-table", "prompt", "program-output", "command-output", "exec",
-})
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _block_end(lines: list[str], start: int, indent: int) -> int:
-    """Index after the block whose lines are blank or indented deeper than ``indent``."""
-    i = start
-    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
-        i += 1
-    return i
+RST_LITERAL_DIRECTIVES = rst.LITERAL_DIRECTIVES
 
 
 def scan_rst(text: str, file: str, *, line_offset: int = 0,
              default_mode: str = "build") -> CheckResult:
-    """Every ``.. sphere-workspace::`` directive of an rST text, validated."""
-    lines = [line.expandtabs(8).rstrip() for line in text.splitlines()]
+    """Every ``.. sphere-workspace::`` directive of an rST text (read by docutils), validated."""
     result = CheckResult(pages=[file], counts={file: 0})
+    try:
+        found = rst.find_directives(text, source=file, line_offset=line_offset)
+    except Exception as exc:  # docutils failed on this page
+        result.problems.append(Problem(
+            file, None, f"{DIRECTIVE}: cannot check this page: docutils failed with "
+            f"{type(exc).__name__}: {exc}"))
+        return result
     namer = PageNamer(file)
-    literal_after: int | None = None  # a paragraph ended with "::" at this indentation
-    para_indent: int | None = None
-    i, n = 0, len(lines)
-    while i < n:
-        line = lines[i]
-        if not line.strip():
-            para_indent = None
-            i += 1
-            continue
-        indent = _indent(line)
-        if literal_after is not None:
-            limit, literal_after = literal_after, None
-            if indent > limit:
-                i = _block_end(lines, i, limit)
-                continue
-        explicit = _EXPLICIT_RE.match(line)
-        if explicit:
-            para_indent = None
-            rest = explicit["rest"] or ""
-            directive = _RST_DIRECTIVE_RE.match(rest)
-            if directive and directive["name"].lower() == DIRECTIVE:
-                end = _block_end(lines, i + 1, indent)
-                result.counts[file] += 1
-                _rst_directive(result, namer, file, i + 1 + line_offset, directive["arg"] or "",
-                               lines[i + 1:end], default_mode)
-                i = end
-            elif directive and directive["name"].lower() not in RST_LITERAL_DIRECTIVES:
-                i += 1  # a container (note, admonition, only, tab...): scan its body as it comes
-            elif not rest and (i + 1 >= n or not lines[i + 1].strip()):
-                i += 1  # an empty comment: it ends the construct before it, and consumes nothing
-            elif directive or not rest.startswith(("_", "[", "|")):
-                i = _block_end(lines, i + 1, indent)  # a literal directive or a comment
-            else:
-                i += 1  # a target, footnote or substitution
-            continue
-        if para_indent is None:
-            item = _LIST_ITEM_RE.match(line[indent:])
-            para_indent = indent + (len(item["marker"]) if item else 0)
-        if line.endswith("::") and (i + 1 >= n or not lines[i + 1].strip()):
-            literal_after = para_indent
-        i += 1
+    for directive in sorted(found, key=lambda d: d.line):
+        result.counts[file] += 1
+        _rst_directive(result, namer, file, directive, default_mode)
     return result
 
 
-def _rst_directive(result: CheckResult, namer: PageNamer, file: str, line_no: int,
-                   first: str, body: list[str], default_mode: str) -> None:
-    while body and not body[-1].strip():
-        body = body[:-1]
-    cut = min((_indent(row) for row in body if row.strip()), default=0)
-    block = ([first.strip()] if first.strip() else []) + [row[cut:] if row.strip() else "" for row in body]
-    if not first.strip():
-        while block and not block[0].strip():
-            block.pop(0)
-    blank = next((k for k, row in enumerate(block) if not row.strip()), len(block))
-    arg_block, content = block[:blank], block[blank + 1:]
-    opt_start = next((k for k, row in enumerate(arg_block) if row.startswith(":")), len(arg_block))
-    arg_text = "\n".join(arg_block[:opt_start])
-    tokens = arg_text.split()
-    argument = None if not tokens else tokens[0] if len(tokens) == 1 else arg_text.strip()
-
-    options: dict[str, str | None] = {}
-    opt_block = arg_block[opt_start:]
-    k = 0
-    while k < len(opt_block):
-        m = _RST_FIELD_RE.match(opt_block[k])
-        if not m:
+def _rst_directive(result: CheckResult, namer: PageNamer, file: str, directive: rst.RstDirective,
+                   default_mode: str) -> None:
+    line_no, error = directive.line, directive.error
+    if error is not None:
+        if error.kind == "option block":
+            message = (f"{DIRECTIVE}: invalid option block at {error.text!r}; expected "
+                       "':name: value' lines, then a blank line before the caption")
+            result.problems.append(Problem(file, line_no, message))
+        elif error.kind == "duplicate option":
             result.problems.append(Problem(
-                file, line_no,
-                f"{DIRECTIVE}: invalid option block at {opt_block[k].strip()!r}; expected "
+                file, line_no, f"{DIRECTIVE}: option {error.option!r} is given twice; give each option once",
+                option=error.option, value=error.value, valid="each option once",
+            ))
+        else:  # docutils' other complaints about the option block (`:two words: x`)
+            result.problems.append(Problem(
+                file, line_no, f"{DIRECTIVE}: invalid option block ({error.text}); expected "
                 "':name: value' lines, then a blank line before the caption",
+                option=error.option, value=error.value,
             ))
-            return
-        name, parts = m["name"], [m["value"].strip()] if m["value"] else []
-        k += 1
-        while k < len(opt_block) and opt_block[k].startswith((" ", "\t")):
-            parts.append(opt_block[k].strip())
-            k += 1
-        if name in options:
-            result.problems.append(Problem(
-                file, line_no,
-                f"{DIRECTIVE}: option {name!r} is given twice; give each option once",
-                option=name, value=parts[0] if parts else None, valid="each option once",
-            ))
-            return
-        options[name] = "\n".join(parts) if parts else None
+        return
     try:
-        spec = parse_options(argument, options, caption="\n".join(content), default_mode=default_mode)
+        spec = parse_options(directive.argument, directive.options, caption=directive.caption,
+                             default_mode=default_mode)
         spec = namer.name(spec, line_no)
     except OptionError as err:
         result.problems.append(Problem.from_option_error(err, file, line_no))
@@ -517,59 +444,6 @@ class _Site:
     problem: Problem | None = None  #: reported once, for the first page of the site
 
 
-def _site_config(folder: Path) -> tuple[str, Path] | None:
-    for name in ("mkdocs.yml", "mkdocs.yaml"):
-        if (folder / name).is_file():
-            return "mkdocs", folder / name
-    if (folder / "conf.py").is_file():
-        return "sphinx", folder / "conf.py"
-    return None
-
-
-def find_site(folder: Path) -> tuple[str, Path] | tuple[str, None]:
-    """The nearest ``mkdocs.yml`` or ``conf.py`` in ``folder`` (resolved) or above, up to the repository root."""
-    while True:
-        found = _site_config(folder)
-        if found:
-            return found
-        if (folder / ".git").exists() or folder.parent == folder:
-            return "none", None
-        folder = folder.parent
-
-
-def load_mkdocs_config(config_file: Path) -> tuple[Any, list[str]]:
-    """``(config, errors)``: MkDocs' own loader, its log captured instead of printed.
-
-    ``config`` is ``None`` when the file cannot be loaded; ``errors`` then
-    holds MkDocs' messages (the last one is the exception's).
-    """
-    from mkdocs.config import load_config
-    from mkdocs.exceptions import ConfigurationError
-
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.ERROR:
-                messages.append(record.getMessage())
-
-    logger = logging.getLogger("mkdocs")
-    handler = _Collect()
-    saved = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        config = load_config(config_file=str(config_file))
-    except ConfigurationError as exc:
-        return None, [*messages, str(exc)]
-    except Exception as exc:  # a theme, plugin or hook that fails to load
-        return None, [*messages, f"{type(exc).__name__}: {exc}"]
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = saved
-    return config, messages
-
-
 def _default_extensions() -> tuple[list[str], dict[str, Any]]:
     import importlib
 
@@ -606,21 +480,18 @@ class _Sites:
         extensions: list[Any]
         configs: dict[str, Any]
         if kind == "mkdocs" and config is not None:
-            try:
-                loaded, errors = load_mkdocs_config(config)
-            except ImportError:
-                loaded, errors = None, ["MkDocs is not installed"]
-            if loaded is None:
+            loaded = load_site(config)  # MkDocs' own loader: the extensions the build uses
+            if loaded.markdown_extensions is None:
                 extensions, configs = _default_extensions()
                 site.problem = Problem(
                     _display(config), None,
-                    f"{DIRECTIVE}: cannot load {config.name} ({'; '.join(errors[-2:])}); its pages "
+                    f"{DIRECTIVE}: cannot load {config.name} ({'; '.join(loaded.messages[-2:])}); its pages "
                     "were checked with the default Markdown extensions",
                     severity="warning",
                 )
             else:
-                extensions = list(loaded.markdown_extensions)
-                configs = dict(loaded.mdx_configs)
+                extensions = loaded.markdown_extensions
+                configs = loaded.markdown_configs
         elif kind == "sphinx":
             extensions, configs = [], {}
         else:

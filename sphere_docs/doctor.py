@@ -25,22 +25,19 @@ Each problem is printed with the fix to apply.  The token is never printed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from .check import CheckResult, check_paths, find_site, load_mkdocs_config, plural
+from .check import CheckResult, check_paths, plural
 from .errors import SettingsError
 from .options import BUILD_LIFECYCLE_DEFAULTS
 from .redact import redact
-from .settings import SETTINGS, SiteSettings, renamed
+from .settings import SiteSettings, renamed
+from .site import DocsSite, find_docs_site, read_conf_py  # the site layer (re-exported)
 
 __all__ = ["DocsSite", "find_docs_site", "read_conf_py", "run_doctor", "run_site_doctor"]
 
@@ -48,25 +45,6 @@ __all__ = ["DocsSite", "find_docs_site", "read_conf_py", "run_doctor", "run_site
 SHOWN_PROJECTS = 5
 #: the inactivity timeout of a workspace created without one (the vendor's example response)
 API_INACTIVITY_TIMEOUT = 15
-#: where conf.py is looked for under the folder given
-CONF_PY_PLACES = ("conf.py", "docs/conf.py", "source/conf.py", "docs/source/conf.py")
-
-
-@dataclass
-class DocsSite:
-    """Where the settings and the pages of a docs site are."""
-
-    kind: str  #: "mkdocs", "sphinx" or "none"
-    config_file: Path | None
-    docs_dir: Path
-    values: dict[str, Any] = field(default_factory=dict)  #: raw setting values
-    errors: list[str] = field(default_factory=list)  #: why the settings could not be read
-    enabled: bool = True  #: the plugin / extension is enabled
-    myst: bool = False  #: Sphinx only: myst_parser is enabled
-
-    @property
-    def setting_prefix(self) -> str:
-        return "sphere_" if self.kind == "sphinx" else ""
 
 
 def _show(path: Path) -> str:
@@ -76,157 +54,6 @@ def _show(path: Path) -> str:
     except ValueError:
         return path.as_posix()
     return text or "."
-
-
-# --------------------------------------------------------------------------- finding settings
-
-
-def find_docs_site(path: Path) -> DocsSite:
-    """The site of ``path``: a config file, a folder holding one, or a folder below one."""
-    path = Path(path)
-    if path.is_file():
-        return _site_of(path)
-    for place in ("mkdocs.yml", "mkdocs.yaml", *CONF_PY_PLACES):
-        if (path / place).is_file():
-            return _site_of(path / place)
-    _, config_file = find_site(path.resolve())  # the folders above, as `check` looks for a page's site
-    return _site_of(config_file) if config_file is not None else DocsSite("none", None, path)
-
-
-def _site_of(config_file: Path) -> DocsSite:
-    return _sphinx_site(config_file) if config_file.name == "conf.py" else _mkdocs_site(config_file)
-
-
-def _mkdocs_site(config_file: Path) -> DocsSite:
-    site = DocsSite("mkdocs", config_file, config_file.parent / "docs")
-    try:
-        from .mkdocs_ import SphereWorkspacesPlugin
-    except ImportError:  # MkDocs is not installed: read the YAML ourselves
-        return _mkdocs_site_without_mkdocs(site)
-    config, errors = load_mkdocs_config(config_file)
-    if config is None:
-        site.errors = [e for e in errors if not e.startswith("Abort")] or errors
-        return site
-    site.docs_dir = Path(config.docs_dir)
-    plugin = next((p for p in config.plugins.values() if isinstance(p, SphereWorkspacesPlugin)), None)
-    if plugin is None:
-        site.enabled = False
-    else:
-        site.values = {name: plugin.config[name] for name in SETTINGS}
-    return site
-
-
-class _EnvLoader(yaml.SafeLoader):
-    """mkdocs.yml without MkDocs: ``!ENV`` understood, other tags read as nothing."""
-
-
-def _construct_env(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        names, default = [loader.construct_scalar(node)], None
-    else:
-        items = loader.construct_sequence(node)  # type: ignore[arg-type]
-        names, default = items[:-1], items[-1] if len(items) > 1 else None
-    for name in names:
-        if isinstance(name, str) and name in os.environ:
-            return yaml.safe_load(os.environ[name]) if os.environ[name] else None
-    return default
-
-
-_EnvLoader.add_constructor("!ENV", _construct_env)
-_EnvLoader.add_multi_constructor("", lambda loader, suffix, node: None)
-
-
-def _mkdocs_site_without_mkdocs(site: DocsSite) -> DocsSite:
-    assert site.config_file is not None
-    try:
-        data = yaml.load(site.config_file.read_text(encoding="utf-8"), Loader=_EnvLoader)
-    except (OSError, yaml.YAMLError) as exc:
-        site.errors = [f"cannot read {site.config_file.name}: {exc}"]
-        return site
-    data = data if isinstance(data, dict) else {}
-    site.docs_dir = site.config_file.parent / str(data.get("docs_dir") or "docs")
-    site.enabled = False
-    plugins = data.get("plugins") or []
-    if isinstance(plugins, Mapping):  # MkDocs also accepts `plugins:` as a mapping
-        plugins = [{name: options} for name, options in plugins.items()]
-    for entry in plugins if isinstance(plugins, list) else ():
-        if entry == "sphere-workspaces":
-            site.enabled = True
-        elif isinstance(entry, Mapping) and "sphere-workspaces" in entry:
-            site.enabled = True
-            options = entry["sphere-workspaces"] or {}
-            if not isinstance(options, Mapping):
-                site.errors = [f"{site.config_file.name}: the sphere-workspaces plugin's settings "
-                               f"are a {type(options).__name__}; expected 'name: value' lines"]
-                return site
-            site.values = dict(options)
-    return site
-
-
-class _Tags:
-    """Sphinx's ``tags`` object, for conf.py files that use it, when Sphinx is not installed."""
-
-    def has(self, tag: str) -> bool:
-        return False
-
-    __contains__ = has
-
-    def add(self, tag: str) -> None:
-        pass
-
-    def remove(self, tag: str) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _in_folder(folder: Path) -> Iterator[None]:
-    old_cwd, old_path = os.getcwd(), list(sys.path)
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old_cwd)
-        sys.path[:] = old_path
-
-
-def read_conf_py(conf_py: Path) -> dict[str, Any]:
-    """Execute ``conf.py`` as Sphinx does (its own namespace, run from its folder).
-
-    Raises ``SettingsError`` when it cannot be executed.  ``sys.path`` changes
-    made by the file are undone afterwards.
-    """
-    try:
-        from sphinx.util.tags import Tags
-        tags: Any = Tags()
-    except ImportError:
-        tags = _Tags()
-    conf_py = conf_py.resolve()
-    namespace: dict[str, Any] = {"__file__": str(conf_py), "tags": tags}
-    with _in_folder(conf_py.parent):
-        try:
-            code = compile(conf_py.read_bytes(), str(conf_py), "exec")
-            exec(code, namespace)
-        except SystemExit:
-            raise SettingsError("conf.py", None, "", message="conf.py called sys.exit()") from None
-        except Exception as exc:  # the author's code: report, never a traceback
-            raise SettingsError("conf.py", None, "",
-                                message=f"conf.py failed: {type(exc).__name__}: {exc}") from None
-    return namespace
-
-
-def _sphinx_site(conf_py: Path) -> DocsSite:
-    site = DocsSite("sphinx", conf_py, conf_py.parent)
-    try:
-        namespace = read_conf_py(conf_py)
-    except SettingsError as exc:
-        site.errors = [str(exc)]
-        return site
-    extensions = [str(e) for e in namespace.get("extensions") or ()]
-    site.enabled = "sphere_docs.sphinx" in extensions
-    site.myst = "myst_parser" in extensions or "myst_nb" in extensions
-    prefix = site.setting_prefix
-    site.values = {name: namespace[prefix + name] for name in SETTINGS if prefix + name in namespace}
-    return site
 
 
 # --------------------------------------------------------------------------- the report

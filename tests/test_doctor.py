@@ -309,7 +309,7 @@ def test_the_real_command(site: Path, emulator, caplog: pytest.LogCaptureFixture
 def test_mkdocs_yml_read_without_mkdocs(tmp_path: Path, plugins: str, enabled: bool,
                                         values: dict[str, str], errors: list[str]) -> None:
     """Without MkDocs installed the YAML is read directly: list or mapping `plugins:`, no traceback."""
-    from sphere_docs.doctor import DocsSite, _mkdocs_site_without_mkdocs
+    from sphere_docs.site import DocsSite, _mkdocs_site_without_mkdocs
 
     config = tmp_path / "mkdocs.yml"
     config.write_text(f"site_name: x\nplugins:\n{plugins}", encoding="utf-8")

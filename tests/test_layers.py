@@ -50,7 +50,6 @@ MAY_IMPORT: dict[str, set[str]] = {
 KNOWN_CROSSINGS: dict[tuple[str, str], str] = {
     ("check", "markdown"): "check finds Markdown embeds by running the real extension in deferred mode "
                            "(the same scanner as a build); the scanner is not yet apart from the engine",
-    ("doctor", "mkdocs_"): "doctor validates the plugin's settings with the plugin's own MkDocs config class",
 }
 
 

@@ -14,6 +14,7 @@ CORE = [
     "sphere_docs", "sphere_docs.options", "sphere_docs.settings", "sphere_docs.errors",
     "sphere_docs.html", "sphere_docs.client", "sphere_docs.provision", "sphere_docs.manifest",
     "sphere_docs.markdown", "sphere_docs.endpoint", "sphere_docs.emulator", "sphere_docs.check",
+    "sphere_docs.site", "sphere_docs.rst", "sphere_docs.doctor",
     "sphere_docs.cli",
 ]
 

@@ -156,7 +156,7 @@ def run_deployed(args: argparse.Namespace) -> int:
 
 def _site_values(config: Path) -> dict[str, Any]:
     """The raw sphere settings of the site at ``config`` ({} when there is none)."""
-    from ..doctor import find_docs_site
+    from ..site import find_docs_site
 
     if not config.exists():
         return {}
