@@ -10,7 +10,10 @@ value on every worker and host, or returning readers get new workspaces.
 Worker model: ``gthread`` workers with many threads.  A reader's request is
 almost all waiting (on the API, a few hundred milliseconds per create), and a
 thread waiting on a socket costs little, so one process holds a lecture's
-worth of waiting readers; the deployment-wide in-flight cap
+worth of waiting readers: threads are what is waiting at once, about arrivals
+per second x API latency (1,000 readers in one second at 300 ms: 300), so 512
+per worker (``SPHERE_ENDPOINT_THREADS``) leave room for slower answers and for
+slow clients (bench/endpoint_burst.py; with 128 a 1,000-reader second queues); the deployment-wide in-flight cap
 (``SPHERE_ENDPOINT_INFLIGHT``) answers the rest at once with 429 ``busy`` and
 ``Retry-After: 1`` instead of letting them queue.  Threads read the request
 themselves, so a slow client holds one: production sits behind a buffering
@@ -36,7 +39,7 @@ _memory = _storage.startswith("memory://")
 bind = os.environ.get("SPHERE_ENDPOINT_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("SPHERE_ENDPOINT_WORKERS", "1" if _memory else "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("SPHERE_ENDPOINT_THREADS", "128"))
+threads = int(os.environ.get("SPHERE_ENDPOINT_THREADS", "512"))
 # Connections waiting to be accepted beyond the threads (the kernel's queue).
 backlog = 2048
 # Above the app's own API timeout x attempts (8 s x 2 by default), so gunicorn never

@@ -2,8 +2,10 @@
 
 Prints the endpoint's URL on the first line of stdout (then the POST target
 for the ``lazy_endpoint`` setting) and serves with werkzeug's threaded server
-until Ctrl-C.  Every flag falls back to its ``SPHERE_ENDPOINT_*`` variable;
-production runs the same app under gunicorn (see ``sphere_docs.endpoint``).
+until Ctrl-C.  Every flag falls back to its ``SPHERE_ENDPOINT_*`` variable,
+except secrets, which have no flag: ``SPHERE_ENDPOINT_SECRET`` (the claim keys)
+and the API token (in the variable ``--token-env`` names).  Production runs the
+same app under gunicorn (see ``sphere_docs.endpoint``).
 """
 
 from __future__ import annotations
@@ -13,41 +15,56 @@ import logging
 import sys
 from typing import Any
 
-from ..endpoint.config import ENV_VARS
+from ..endpoint.config import SETTINGS, Setting, _hide_password, setting_error
 from ..errors import SettingsError
 
 
-def _env(field: str) -> str:
-    return ENV_VARS[field][0]
+def _help(setting: Setting) -> str:
+    more = "; repeatable" if setting.repeat else ""
+    return f"{setting.help}{more} (env {setting.var})".replace("%", "%%")
 
 
 def register(subparsers: Any) -> None:
+    secrets = ", ".join(s.var for s in SETTINGS if s.secret)
     parser = subparsers.add_parser(
         "endpoint",
         help="serve the lazy endpoint (development; use gunicorn in production)",
         description=__doc__,
+        epilog=f"Secrets have no flag (a command line is visible to every user of the host): set {secrets} "
+               "in the environment; the API token is read from the variable --token-env names.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = parser.add_argument
-    add("--host", help=f"address to listen on (default 127.0.0.1; env {_env('host')})")
-    add("--port", type=int, help=f"port, 0 for any free port (default 0; env {_env('port')})")
-    add("--api", help=f"Containers API endpoint: customer host or URL (env {_env('api')})")
-    add("--allow-project", dest="allow_projects", action="append", metavar="ID",
-        help=f"a project readers may start; repeatable (env {_env('allow_projects')})")
-    add("--allow-origin", dest="allow_origins", action="append", metavar="ORIGIN",
-        help=f"origin of the docs site, e.g. http://127.0.0.1:8000; repeatable (env {_env('allow_origins')})")
-    add("--manifest", metavar="PATH|URL",
-        help=f"sphere-workspaces.json written by a build; its projects are allowed (env {_env('manifest')})")
-    add("--token-env", metavar="NAME",
-        help=f"variable holding the API token (default SPHERE_ENGINE_ACCESS_TOKEN; env {_env('token_env')})")
-    add("--rate", metavar="N/SECONDS", help=f"creations per client per window (default 5/10m; env {_env('rate')})")
-    add("--budget", metavar="N/SECONDS", help=f"creations per window in total (default 200/1h; env {_env('budget')})")
-    add("--claim-ttl", type=int, metavar="SECONDS", help=f"reuse claim lifetime (default 86400; env {_env('claim_ttl')})")
-    add("--timeout", type=float, metavar="SECONDS", help=f"per API call (default 8; env {_env('timeout')})")
-    add("--trust-proxy", type=int, metavar="N",
-        help=f"reverse proxies whose X-Forwarded-For is trusted (default 0; env {_env('trust_proxy')})")
-    add("--quiet", action="store_true", help="log warnings only")
+    for setting in SETTINGS:
+        option = setting.option
+        if option is None:
+            continue
+        if setting.kind == "bool":
+            parser.add_argument(option, dest=setting.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=_help(setting))
+        else:
+            parser.add_argument(option, dest=setting.name, metavar=setting.metavar, default=None,
+                                action="append" if setting.repeat else "store", help=_help(setting))
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
     parser.set_defaults(func=run)
+
+
+def flag_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings given as flags (field -> raw value) and their flags (field -> flag) for messages."""
+    overrides: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.option is None:
+            continue
+        value = getattr(args, setting.name, None)
+        if value is None:
+            continue
+        if setting.name == "storage" and _hide_password(str(value)) != str(value):
+            raise setting_error(setting.option, _hide_password(str(value)),
+                                f"a URL without a password (a command line is visible to every user of the "
+                                f"host): put it in {setting.var}", problem="password in")
+        overrides[setting.name] = value
+        labels[setting.name] = setting.option
+    return overrides, labels
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,13 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    overrides = {
-        name: getattr(args, name)
-        for name in ("host", "port", "api", "allow_projects", "allow_origins", "manifest", "token_env",
-                     "rate", "budget", "claim_ttl", "timeout", "trust_proxy")
-    }
     try:
-        config = EndpointConfig.from_env(**overrides)
+        overrides, labels = flag_overrides(args)
+        config = EndpointConfig.from_env(labels=labels, **overrides)
         app = create_app(config)
     except SettingsError as exc:
         print(exc, file=sys.stderr)

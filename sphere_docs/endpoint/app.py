@@ -26,7 +26,7 @@ Every answer is JSON with ``Cache-Control: no-store``; every error is
 429    ``too_many_requests``      per-client request rate (any request)
 429    ``rate_limited``           per-client creation rate
 429    ``budget_exhausted``       deployment-wide creation budget
-429    ``busy``                   deployment-wide cap on creates in flight (``Retry-After: 1``; the page retries)
+429    ``busy``                   deployment-wide cap on creates in flight (``Retry-After: 1``; the page offers Try again)
 429    ``upstream_rate_limited``  the API answered 429
 502    ``upstream_error``         the API failed (5xx other than 503, bad answer, refused credentials)
 503    ``upstream_unavailable``   the API is unreachable or answered 503

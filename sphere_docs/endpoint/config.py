@@ -1,11 +1,15 @@
 """Configuration of the lazy endpoint, from the environment and/or the command line.
 
-Every setting has an environment variable (``SPHERE_ENDPOINT_*``) so gunicorn
-can serve ``sphere_docs.endpoint:create_app()`` with no arguments; the
-``sphere-docs endpoint`` command maps its flags onto the same fields.
-:data:`ENV_VARS` lists them (field, variable, meaning) for the README.
+Every setting is declared once, in :data:`SETTINGS`: its field, environment
+variable (``SPHERE_ENDPOINT_*``, so gunicorn can serve
+``sphere_docs.endpoint:create_app()`` with no arguments), command-line flag of
+``sphere-docs endpoint``, how its text is read, and its help.  :data:`ENV_VARS`
+(field -> variable, meaning; the README's table), the command's flags and its
+overrides are all generated from it.
 
-The access token is never a setting: it is read from the variable named by
+Secret values have no flag (a command line is visible to every user of the host
+through ``ps``): the claim keys are read from ``SPHERE_ENDPOINT_SECRET`` only, and the
+access token is never a setting at all: it is read from the variable named by
 ``token_env`` (default ``SPHERE_ENGINE_ACCESS_TOKEN``).
 """
 
@@ -23,7 +27,7 @@ from ..errors import SettingsError
 from ..options import PROJECT_ID_RE, OptionError, parse_options
 from ..settings import DEFAULT_TOKEN_ENV, ENV_NAME_RE, HOST_RE, parse_endpoint
 
-__all__ = ["ENV_VARS", "EndpointConfig", "Window", "parse_window", "setting_error"]
+__all__ = ["ENV_VARS", "SETTINGS", "EndpointConfig", "Setting", "Window", "parse_window", "setting_error"]
 
 #: options an operator may set per project for the workspaces the endpoint creates
 CREATE_OPTION_NAMES = (
@@ -70,47 +74,118 @@ def parse_window(value: str | Window, setting: str) -> Window:
     return Window(int(match.group(1)), seconds)
 
 
-#: field -> (environment variable, meaning); the CLI flags mirror these.
-ENV_VARS: dict[str, tuple[str, str]] = {
-    "api": ("SPHERE_ENDPOINT_API", "Containers API endpoint: customer host or URL (required)"),
-    "token_env": ("SPHERE_ENDPOINT_TOKEN_ENV",
-                  f"name of the variable holding the API access token (default {DEFAULT_TOKEN_ENV})"),
-    "allow_projects": ("SPHERE_ENDPOINT_ALLOW_PROJECTS", "project ids readers may start, comma or space separated"),
-    "manifest": ("SPHERE_ENDPOINT_MANIFEST",
-                 "path or URL of the sphere-workspaces.json a build wrote; its projects are allowed too"),
-    "allow_origins": ("SPHERE_ENDPOINT_ALLOW_ORIGINS",
-                      "origins of the docs sites (scheme://host[:port]), comma or space separated"),
-    "secret": ("SPHERE_ENDPOINT_SECRET",
-               "keys signing reuse claims, comma or space separated: the first signs, all verify (rotation); "
-               "the same on every worker and host (random per process if unset)"),
-    "claim_ttl": ("SPHERE_ENDPOINT_CLAIM_TTL", "seconds a reuse claim stays valid (default 86400)"),
-    "rate": ("SPHERE_ENDPOINT_RATE", "creations per client per window (default 5/10m)"),
-    "requests": ("SPHERE_ENDPOINT_REQUESTS", "requests per client per window (default 60/1m)"),
-    "budget": ("SPHERE_ENDPOINT_BUDGET", "creations per window for the whole deployment (default 200/1h)"),
-    "inflight": ("SPHERE_ENDPOINT_INFLIGHT",
-                 "creates waiting on the API at once, deployment-wide; beyond it 429 busy, Retry-After 1 (default 50)"),
-    "storage": ("SPHERE_ENDPOINT_STORAGE",
-                "where limits are counted: memory:// (this process only, the default) or "
-                "redis://HOST:PORT/DB (rediss:// for TLS), shared by every worker and host"),
-    "storage_failure": ("SPHERE_ENDPOINT_STORAGE_FAILURE",
-                        "when Redis does not answer: closed (503 storage_unavailable, the default) or "
-                        "open (count in each process's memory meanwhile)"),
-    "metrics": ("SPHERE_ENDPOINT_METRICS", "1 to serve GET /metrics in Prometheus text format (default 0)"),
-    "create_options": ("SPHERE_ENDPOINT_CREATE_OPTIONS",
-                       'JSON {"<project id>" or "*": {"inactivity-timeout": "15", ...}}'),
-    "timeout": ("SPHERE_ENDPOINT_TIMEOUT", "seconds per API call (default 8)"),
-    "retries": ("SPHERE_ENDPOINT_RETRIES", "retries of a failed API call (default 1)"),
-    "max_body": ("SPHERE_ENDPOINT_MAX_BODY", "largest accepted request body in bytes (default 4096)"),
-    "trust_proxy": ("SPHERE_ENDPOINT_TRUST_PROXY",
-                    "number of reverse proxies whose X-Forwarded-For is trusted (default 0)"),
-    "sdk_host": ("SPHERE_ENDPOINT_SDK_HOST", "SDK host reported as sdk_base (default: the API host)"),
-    "manifest_refresh": ("SPHERE_ENDPOINT_MANIFEST_REFRESH", "seconds between manifest re-reads (default 300)"),
-    "host": ("SPHERE_ENDPOINT_HOST", "sphere-docs endpoint only: address to listen on (default 127.0.0.1)"),
-    "port": ("SPHERE_ENDPOINT_PORT", "sphere-docs endpoint only: port (default 0 = any free port)"),
-}
+@dataclass(frozen=True)
+class Setting:
+    """One endpoint setting, declared once: its field, variable, flag and help.
 
-_LIST_FIELDS = ("allow_projects", "allow_origins")
-_INT_FIELDS = ("claim_ttl", "inflight", "retries", "max_body", "trust_proxy", "manifest_refresh", "port")
+    ``flag`` is ``None`` for a secret value (it never goes on a command line, where
+    ``ps`` shows it to every user of the host); ``repeat`` makes a list setting's flag
+    repeatable.  ``kind`` says how a raw string becomes the field's value.
+    """
+
+    name: str
+    var: str
+    help: str
+    kind: str = "str"  # str, int, float, bool, list, window, json
+    metavar: str | None = None
+    flag: str | None = ""  # "" = --<name with dashes>; None = no flag (secret)
+    repeat: bool = False
+
+    @property
+    def option(self) -> str | None:
+        """The command-line flag, or None."""
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def secret(self) -> bool:
+        return self.flag is None
+
+
+_E = "SPHERE_ENDPOINT_"
+
+#: every setting, in the order of ``--help`` and the README table
+SETTINGS: tuple[Setting, ...] = (
+    Setting("api", _E + "API", "Containers API endpoint: customer host or URL (required)", metavar="HOST|URL"),
+    Setting("token_env", _E + "TOKEN_ENV",
+            f"name of the variable holding the API access token (default {DEFAULT_TOKEN_ENV}); "
+            "the token itself has no flag", metavar="NAME"),
+    Setting("allow_projects", _E + "ALLOW_PROJECTS", "project ids readers may start, comma or space separated",
+            kind="list", metavar="ID", flag="--allow-project", repeat=True),
+    Setting("manifest", _E + "MANIFEST",
+            "path or URL of the sphere-workspaces.json a build wrote; its projects are allowed too",
+            metavar="PATH|URL"),
+    Setting("allow_origins", _E + "ALLOW_ORIGINS",
+            "origins of the docs sites (scheme://host[:port]), comma or space separated",
+            kind="list", metavar="ORIGIN", flag="--allow-origin", repeat=True),
+    Setting("secret", _E + "SECRET",
+            "keys signing reuse claims, comma or space separated: the first signs, all verify (rotation); "
+            "the same on every worker and host (random per process if unset); no flag: a secret on the "
+            "command line is visible to every user of the host", flag=None),
+    Setting("claim_ttl", _E + "CLAIM_TTL", "seconds a reuse claim stays valid (default 86400)",
+            kind="int", metavar="SECONDS"),
+    Setting("rate", _E + "RATE", "creations per client per window (default 5/10m)", kind="window",
+            metavar="N/WINDOW"),
+    Setting("requests", _E + "REQUESTS", "requests per client per window (default 60/1m)", kind="window",
+            metavar="N/WINDOW"),
+    Setting("budget", _E + "BUDGET", "creations per window for the whole deployment (default 200/1h)",
+            kind="window", metavar="N/WINDOW"),
+    Setting("inflight", _E + "INFLIGHT",
+            "creates waiting on the API at once, deployment-wide; beyond it 429 busy, Retry-After 1 (default 50)",
+            kind="int", metavar="N"),
+    Setting("storage", _E + "STORAGE",
+            "where limits are counted: memory:// (this process only, the default) or "
+            "redis://HOST:PORT/DB (rediss:// for TLS), shared by every worker and host; "
+            "a URL with a password belongs in the variable, not the flag", metavar="URL"),
+    Setting("storage_failure", _E + "STORAGE_FAILURE",
+            "when Redis does not answer: closed (503 storage_unavailable, the default) or "
+            "open (count in each process's memory meanwhile)", metavar="closed|open"),
+    Setting("metrics", _E + "METRICS", "serve GET /metrics in Prometheus text format (variable: 1 or 0; default 0)",
+            kind="bool"),
+    Setting("create_options", _E + "CREATE_OPTIONS",
+            'JSON {"PROJECT_ID" or "*": {"inactivity-timeout": "15", ...}}: options of the workspaces created', kind="json", metavar="JSON"),
+    Setting("timeout", _E + "TIMEOUT", "seconds per API call (default 8)", kind="float", metavar="SECONDS"),
+    Setting("retries", _E + "RETRIES", "retries of a failed API call (default 1)", kind="int", metavar="N"),
+    Setting("max_body", _E + "MAX_BODY", "largest accepted request body in bytes (default 4096)",
+            kind="int", metavar="BYTES"),
+    Setting("trust_proxy", _E + "TRUST_PROXY",
+            "number of reverse proxies whose X-Forwarded-For is trusted (default 0)", kind="int", metavar="N"),
+    Setting("sdk_host", _E + "SDK_HOST", "SDK host reported as sdk_base (default: the API host)",
+            metavar="HOST"),
+    Setting("manifest_refresh", _E + "MANIFEST_REFRESH", "seconds between manifest re-reads (default 300)",
+            kind="int", metavar="SECONDS"),
+    Setting("host", _E + "HOST", "sphere-docs endpoint only: address to listen on (default 127.0.0.1)",
+            metavar="ADDRESS"),
+    Setting("port", _E + "PORT", "sphere-docs endpoint only: port (default 0 = any free port)",
+            kind="int", metavar="PORT"),
+)
+SETTING = {s.name: s for s in SETTINGS}
+
+#: field -> (environment variable, meaning), generated from :data:`SETTINGS`
+ENV_VARS: dict[str, tuple[str, str]] = {s.name: (s.var, s.help) for s in SETTINGS}
+
+
+
+def markdown_table() -> str:
+    """The README's table of settings, generated from :data:`SETTINGS` (tests/test_readme.py checks it)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| variable (`SPHERE_ENDPOINT_…`) | flag of `sphere-docs endpoint` | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        if s.option is None:
+            flag = "none (secret)"
+        elif s.kind == "bool":
+            flag = f"`{s.option}`, `--no-{s.option[2:]}`"
+        else:
+            flag = f"`{s.option} {cell(s.metavar or 'VALUE')}`" + (" (repeatable)" if s.repeat else "")
+        rows.append(f"| `{s.var.removeprefix(_E)}` | {flag} | {cell(s.help)} |")
+    return "\n".join(rows) + "\n"
+
+
+_BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+              "off": False, "": False}
 
 
 def _split(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -129,9 +204,7 @@ def _origin(value: str) -> str:
         or parts.query
         or parts.fragment
     ):
-        raise setting_error(
-            ENV_VARS["allow_origins"][0], value, "origins such as https://docs.example.org or http://127.0.0.1:8000"
-        )
+        raise ValueError(value)
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
@@ -143,6 +216,50 @@ def _hide_password(url: str) -> str:
         user = (parts.username or "") + ":***"
         return parts._replace(netloc=user + "@" + netloc[-1]).geturl()
     return url
+
+
+class _Labels:
+    """How an error names a setting: its flag when it came from one, else its variable."""
+
+    def __init__(self, labels: Mapping[str, str] | None):
+        self.labels = labels or {}
+
+    def __call__(self, name: str) -> str:
+        return self.labels.get(name) or SETTING[name].var
+
+
+def _coerce(setting: Setting, value: Any, label: str) -> Any:
+    """A raw value (a string from the environment or a flag, or already typed) as the field's type."""
+    kind = setting.kind
+    if kind == "list":
+        if isinstance(value, (list, tuple)):  # a repeated flag: each may be a list itself
+            return tuple(item for v in value for item in _split(v))
+        return _split(value)
+    if kind == "int":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise setting_error(label, value, "a whole number") from None
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise setting_error(label, value, "a number of seconds") from None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in _BOOL_TEXT:
+            raise setting_error(label, value, "1 or 0")
+        return _BOOL_TEXT[text]
+    if kind == "window":
+        return parse_window(value, label)
+    if kind == "json" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise setting_error(label, value, 'a JSON object such as {"*": {"inactivity-timeout": "15"}}') from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -174,67 +291,51 @@ class EndpointConfig:
     # -- construction
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> EndpointConfig:
-        """Read every ``SPHERE_ENDPOINT_*`` variable; ``overrides`` (not None) win."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, labels: Mapping[str, str] | None = None,
+                 **overrides: Any) -> EndpointConfig:
+        """Read every ``SPHERE_ENDPOINT_*`` variable; ``overrides`` (not None) win.
+
+        ``labels`` names where an override came from (``{"port": "--port"}``) for error messages;
+        a setting read from the environment is named by its variable.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name, (var, _doc) in ENV_VARS.items():
-            raw = env.get(var, "").strip()
+        for setting in SETTINGS:
+            raw = env.get(setting.var, "").strip()
             if raw:
-                values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values)
+                values[setting.name] = raw
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        return cls.from_mapping(values, labels={k: v for k, v in (labels or {}).items() if k in given})
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> EndpointConfig:
+    def from_mapping(cls, values: Mapping[str, Any], *, labels: Mapping[str, str] | None = None) -> EndpointConfig:
         """Convert and validate raw values (strings as found in the environment, or typed)."""
-        known = {f.name for f in fields(cls)}
+        names = _Labels(labels)
         clean: dict[str, Any] = {}
         for name, value in values.items():
-            if name not in known:
-                raise setting_error(name, value, "one of: " + ", ".join(sorted(known)), problem="unknown setting")
-            var = ENV_VARS[name][0]
-            if name in _LIST_FIELDS:
-                clean[name] = _split(value)
-            elif name in _INT_FIELDS:
-                try:
-                    clean[name] = int(value)
-                except (TypeError, ValueError):
-                    raise setting_error(var, value, "a whole number") from None
-            elif name == "timeout":
-                try:
-                    clean[name] = float(value)
-                except (TypeError, ValueError):
-                    raise setting_error(var, value, "a number of seconds") from None
-            elif name == "metrics":
-                text = str(value).strip().lower()
-                if text not in ("1", "0", "true", "false", "yes", "no", "on", "off", ""):
-                    raise setting_error(var, value, "1 or 0")
-                clean[name] = text in ("1", "true", "yes", "on")
-            elif name in ("rate", "requests", "budget"):
-                clean[name] = parse_window(value, var)
-            elif name == "create_options" and isinstance(value, str):
-                try:
-                    clean[name] = json.loads(value)
-                except ValueError:
-                    raise setting_error(var, value, 'a JSON object such as {"*": {"inactivity-timeout": "15"}}') from None
-            else:
-                clean[name] = value
+            if name not in SETTING:
+                raise setting_error(name, value, "one of: " + ", ".join(sorted(SETTING)), problem="unknown setting")
+            clean[name] = _coerce(SETTING[name], value, names(name))
         config = cls(**clean)
-        config = replace(
-            config,
-            allow_projects=tuple(p.lower() for p in config.allow_projects),
-            allow_origins=tuple(_origin(o) for o in config.allow_origins),
-        )
-        config.validate()
+        try:
+            origins = tuple(_origin(o) for o in config.allow_origins)
+        except ValueError as exc:
+            raise setting_error(names("allow_origins"), exc.args[0],
+                                "origins such as https://docs.example.org or http://127.0.0.1:8000") from None
+        config = replace(config, allow_projects=tuple(p.lower() for p in config.allow_projects),
+                         allow_origins=origins)
+        config.validate(labels=labels)
         return config
 
-    def validate(self) -> None:
+    def validate(self, *, labels: Mapping[str, str] | None = None) -> None:
+        names = _Labels(labels)
+
         def bad(name: str, value: Any, valid: str) -> SettingsError:
-            return setting_error(ENV_VARS[name][0], value, valid)
+            return setting_error(names(name), value, valid)
 
         if not self.api:
-            raise setting_error(ENV_VARS["api"][0], None, "the Containers API endpoint, e.g. "
+            raise setting_error(names("api"), None, "the Containers API endpoint, e.g. "
                                 "12345678.containers.sphere-engine.com or http://127.0.0.1:8123",
                                 problem="missing setting")
         try:
@@ -248,11 +349,11 @@ class EndpointConfig:
             if not PROJECT_ID_RE.match(project):
                 raise bad("allow_projects", project, "project ids of 32 hexadecimal characters")
         if not self.allow_projects and not self.manifest:
-            raise setting_error(ENV_VARS["allow_projects"][0], None,
+            raise setting_error(names("allow_projects"), None,
                                 "at least one allowed project (or a manifest: SPHERE_ENDPOINT_MANIFEST)",
                                 problem="missing setting")
         if not self.allow_origins:
-            raise setting_error(ENV_VARS["allow_origins"][0], None,
+            raise setting_error(names("allow_origins"), None,
                                 "at least one origin of the docs site, e.g. https://docs.example.org",
                                 problem="missing setting")
         if not 60 <= self.claim_ttl <= 366 * 86400:
@@ -282,7 +383,7 @@ class EndpointConfig:
         if not isinstance(self.create_options, Mapping):
             raise bad("create_options", self.create_options, 'a JSON object keyed by project id or "*"')
         for key in self.create_options:
-            self.create_fields(key if key != "*" else "0" * 32)
+            self.create_fields(key if key != "*" else "0" * 32, label=names("create_options"))
 
     # -- derived values
 
@@ -295,22 +396,22 @@ class EndpointConfig:
     def sdk_base(self) -> str:
         return self.sdk_host or parse_endpoint(self.api or "").host
 
-    def create_fields(self, project_id: str) -> dict[str, str]:
+    def create_fields(self, project_id: str, *, label: str = _E + "CREATE_OPTIONS") -> dict[str, str]:
         """API form fields for a workspace of ``project_id``: ``"*"`` options, then the project's own."""
         merged: dict[str, Any] = {}
         for key in ("*", project_id):
             options = self.create_options.get(key) or {}
             if not isinstance(options, Mapping):
-                raise setting_error(ENV_VARS["create_options"][0], options, "an object of option: value")
+                raise setting_error(label, options, "an object of option: value")
             merged.update(options)
         unknown = [k for k in merged if str(k).replace("_", "-") not in CREATE_OPTION_NAMES]
         if unknown:
-            raise setting_error(ENV_VARS["create_options"][0], unknown[0],
+            raise setting_error(label, unknown[0],
                                 "options among: " + ", ".join(CREATE_OPTION_NAMES), problem="unknown option")
         try:
             spec = parse_options(project_id, {str(k): v for k, v in merged.items()}, default_mode="lazy")
         except OptionError as exc:
-            raise setting_error(ENV_VARS["create_options"][0], exc.value, exc.valid,
+            raise setting_error(label, exc.value, exc.valid,
                                 problem=f"invalid {exc.option!r} value") from None
         return spec.create_fields()
 
@@ -327,3 +428,4 @@ class EndpointConfig:
                 value = ", ".join(value) or "-"
             out[f.name] = str(value)
         return out
+

@@ -17,6 +17,16 @@ Two stores with one interface:
 storage failure policy (``closed``: :class:`StorageUnavailable`; ``open``:
 count in this process's memory meanwhile, with one warning a minute), and
 goes back to the shared store by itself once it answers again.
+
+What an outage costs the budget.  A permit is one script; when its answer does
+not come back (Redis stopped, or a timeout, just after running it) the process
+cannot know whether Redis recorded it, and no workspace is created for it.  The
+permit's id is chosen here, before the call, so the process keeps it and gives
+the slot back (``ZREM``, a no-op if it was never recorded) as soon as Redis
+answers again; so does a refund or an in-flight release that failed.  The
+guarantee: never more workspaces than the budget; a slot is lost only if the
+process itself stops before Redis is back (at most the permits it was asking for
+at that moment), and an in-flight slot never outlives its expiry.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ log = logging.getLogger("sphere_docs.endpoint")
 RETRY_STORE_AFTER = 1.0
 #: at most one "counting in memory" warning per this many seconds (failure mode "open")
 WARN_EVERY = 60.0
+#: at most this many slots waiting to be given back to the shared store once it answers again
+MAX_PENDING = 10_000
 
 
 class StorageUnavailable(Exception):
@@ -68,8 +80,9 @@ class Store(Protocol):
 
     def hit(self, key: str, limit: int, seconds: int) -> float: ...
     def permit(self, client: str, rate: tuple[int, int], budget: tuple[int, int],
-               inflight: int, ttl: float) -> Permit | Refusal: ...
+               inflight: int, ttl: float, member: str | None = None) -> Permit | Refusal: ...
     def finish(self, permit: Permit, *, refund: bool) -> None: ...
+    def forget(self, entries: list[tuple[str, str, bool]]) -> None: ...
     def budget_used(self, seconds: int) -> int: ...
     def in_flight(self) -> int: ...
     def ping(self) -> None: ...
@@ -140,7 +153,7 @@ class MemoryStore:
             return wait
 
     def permit(self, client: str, rate: tuple[int, int], budget: tuple[int, int],
-               inflight: int, ttl: float) -> Permit | Refusal:
+               inflight: int, ttl: float, member: str | None = None) -> Permit | Refusal:
         now = self._clock()
         with self._lock:
             mine, total = self._window("rate:" + client), self._window("budget")
@@ -154,19 +167,24 @@ class MemoryStore:
             self._flight = {m: t for m, t in self._flight.items() if t > now}
             if len(self._flight) >= inflight:
                 return Refusal("busy", 1.0)
-            member = _member()
+            member = member or _member()
             mine.events.append((now, member))
             total.events.append((now, member))
             self._flight[member] = now + ttl
             return Permit(member, client, self)
 
     def finish(self, permit: Permit, *, refund: bool) -> None:
+        self.forget([(permit.client, permit.member, refund)])
+
+    def forget(self, entries: list[tuple[str, str, bool]]) -> None:
+        """Drop each (client, member)'s in-flight slot and, where the flag says, its events."""
         with self._lock:
-            self._flight.pop(permit.member, None)
-            if refund:
-                for key in ("rate:" + permit.client, "budget"):
-                    if key in self._windows:
-                        self._windows[key].remove(permit.member)
+            for client, member, refund in entries:
+                self._flight.pop(member, None)
+                if refund:
+                    for key in ("rate:" + client, "budget"):
+                        if key in self._windows:
+                            self._windows[key].remove(member)
 
     def budget_used(self, seconds: int) -> int:
         now = self._clock()
@@ -274,8 +292,8 @@ class RedisStore:
         return float(self._hit(keys=[self.prefix + "req:" + key], args=[limit, seconds, _member()]))
 
     def permit(self, client: str, rate: tuple[int, int], budget: tuple[int, int],
-               inflight: int, ttl: float) -> Permit | Refusal:
-        member = _member()
+               inflight: int, ttl: float, member: str | None = None) -> Permit | Refusal:
+        member = member or _member()
         code, value = self._permit(keys=self._keys(client),
                                    args=[member, rate[0], rate[1], budget[0], budget[1], inflight, ttl])
         if code != "ok":
@@ -283,12 +301,17 @@ class RedisStore:
         return Permit(member, client, self)
 
     def finish(self, permit: Permit, *, refund: bool) -> None:
-        rate, budget, flight = self._keys(permit.client)
+        self.forget([(permit.client, permit.member, refund)])
+
+    def forget(self, entries: list[tuple[str, str, bool]]) -> None:
+        """Drop each (client, member)'s in-flight slot and, where the flag says, its events (one transaction)."""
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(flight, permit.member)
-            if refund:
-                pipe.zrem(rate, permit.member)
-                pipe.zrem(budget, permit.member)
+            for client, member, refund in entries:
+                rate, budget, flight = self._keys(client)
+                pipe.zrem(flight, member)
+                if refund:
+                    pipe.zrem(rate, member)
+                    pipe.zrem(budget, member)
             pipe.execute()
 
     def _both(self, seconds: int) -> tuple[int, int]:
@@ -330,6 +353,8 @@ class Limits:
         self._on_error = on_error or (lambda: None)
         self._down_since: float | None = None
         self._retry_at = 0.0
+        # (client, member, refund events too) to give back once the shared store answers again
+        self._pending: deque[tuple[str, str, bool]] = deque(maxlen=MAX_PENDING)
         self._warned_at = -WARN_EVERY
         self._lock = threading.Lock()
 
@@ -365,8 +390,26 @@ class Limits:
                 if self._down_since is not None:
                     log.warning("rate-limit storage is back after %.1f s", time.monotonic() - self._down_since)
                     self._down_since = None
+        if self._pending:
+            self._give_back()
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _give_back(self) -> None:
+        """Hand the shared store the slots whose fate it could not be told (see the module's docstring)."""
+        with self._lock:
+            entries = list(self._pending)
+            self._pending.clear()
+        if not entries:
+            return
+        try:
+            self.store.forget(entries)
+        except self.store.errors as exc:
+            with self._lock:
+                self._pending.extendleft(reversed(entries))
+            self._failed(exc)
+        else:
+            log.warning("gave back %d rate-limit slot(s) reserved while the storage did not answer", len(entries))
+
+    def _call(self, name: str, *args: Any, on_failure: Callable[[], None] | None = None, **kwargs: Any) -> Any:
         if not self.shared:
             return getattr(self.store, name)(*args, **kwargs)
         if self._down_since is None or time.monotonic() >= self._retry_at:
@@ -374,6 +417,8 @@ class Limits:
                 result = getattr(self.store, name)(*args, **kwargs)
             except self.store.errors as exc:
                 self._failed(exc)
+                if on_failure is not None:
+                    on_failure()
             else:
                 self._recovered()
                 return result
@@ -393,16 +438,32 @@ class Limits:
 
     def permit(self, client: str, rate: tuple[int, int], budget: tuple[int, int],
                inflight: int, ttl: float) -> Permit | Refusal:
-        result: Permit | Refusal = self._call("permit", client, rate, budget, inflight, ttl)
-        return result
+        member = _member()
+        asked: list[bool] = []
+        result: Permit | Refusal | None = None
+        try:
+            result = self._call("permit", client, rate, budget, inflight, ttl, member,
+                                on_failure=lambda: asked.append(True))
+            return result
+        finally:
+            if asked:
+                # Redis may have recorded this permit without our hearing it.  Give it back once Redis
+                # answers, unless the memory fallback (mode open) let this very create go ahead: then
+                # Redis's events, if recorded, count a workspace that is really created.
+                created = isinstance(result, Permit) and result.store is self.fallback
+                with self._lock:
+                    self._pending.append((client, member, not created))
 
     def finish(self, permit: Permit, *, refund: bool) -> None:
         """Give back the in-flight slot (and, with ``refund``, the client's and the budget's events)."""
         store = permit.store
         try:
             store.finish(permit, refund=refund)
-        except Exception as exc:  # the slot expires by itself; the events stay counted (the safe side)
+        except Exception as exc:
             if store is self.store and self.shared:
+                # given back once Redis answers again (the in-flight slot also expires by itself)
+                with self._lock:
+                    self._pending.append((permit.client, permit.member, refund))
                 self._failed(exc)
             else:
                 raise
