@@ -135,6 +135,18 @@ def shown_as_text() -> str:
             '(or in an element with markdown="1" and the md_in_html extension)')
 
 
+def invalid_option_block_at(text: str) -> str:
+    """rST: a line in the option block that is no ``:name: value`` field (e.g. a caption with no blank line)."""
+    return (f"{DIRECTIVE}: invalid option block at {text!r}; expected "
+            "':name: value' lines, then a blank line before the caption")
+
+
+def invalid_option_block(detail: str) -> str:
+    """rST: docutils' other complaints about the option block (``:two words: x``)."""
+    return (f"{DIRECTIVE}: invalid option block ({detail}); expected "
+            "':name: value' lines, then a blank line before the caption")
+
+
 def option_given_twice(name: str) -> str:
     return f"{DIRECTIVE}: option {name!r} is given twice; give each option once"
 

@@ -43,10 +43,10 @@ from typing import Any
 import yaml
 from markdown import Markdown
 
-from . import fences, rst
+from . import catalog, fences, pipeline, rst
 from .markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, SphereWorkspaceExtension
 from .naming import PageNamer
-from .options import OptionError, WorkspaceSpec, parse_options
+from .options import OptionError, WorkspaceSpec
 from .settings import SiteSettings
 from .site import find_site, load_mkdocs_config, load_site
 
@@ -139,6 +139,13 @@ class Problem:
     @classmethod
     def from_option_error(cls, err: OptionError, file: str, line: int | None) -> Problem:
         return cls(file, line, err.describe(), err.option, err.value, err.valid)
+
+    @classmethod
+    def from_catalog(cls, problem: catalog.Problem, file: str) -> Problem:
+        """The catalog's problem as check reports it (its severity is the code's)."""
+        err = problem.error
+        return cls(file, problem.line, problem.sentence, err.option if err else problem.option,
+                   err.value if err else None, err.valid if err else None, problem.severity.value)
 
 
 @dataclass
@@ -239,27 +246,26 @@ def _rst_directive(result: CheckResult, namer: PageNamer, file: str, directive: 
     line_no, error = directive.line, directive.error
     if error is not None:
         if error.kind == "option block":
-            message = (f"{DIRECTIVE}: invalid option block at {error.text!r}; expected "
-                       "':name: value' lines, then a blank line before the caption")
-            result.problems.append(Problem(file, line_no, message))
+            result.problems.append(Problem(file, line_no, catalog.invalid_option_block_at(error.text)))
         elif error.kind == "duplicate option":
             result.problems.append(Problem(
-                file, line_no, f"{DIRECTIVE}: option {error.option!r} is given twice; give each option once",
+                file, line_no, catalog.option_given_twice(str(error.option)),
                 option=error.option, value=error.value, valid="each option once",
             ))
         else:  # docutils' other complaints about the option block (`:two words: x`)
             result.problems.append(Problem(
-                file, line_no, f"{DIRECTIVE}: invalid option block ({error.text}); expected "
-                "':name: value' lines, then a blank line before the caption",
+                file, line_no, catalog.invalid_option_block(error.text),
                 option=error.option, value=error.value,
             ))
         return
-    try:
-        spec = parse_options(directive.argument, directive.options, caption=directive.caption,
-                             default_mode=default_mode)
-        spec = namer.name(spec, line_no)
-    except OptionError as err:
-        result.problems.append(Problem.from_option_error(err, file, line_no))
+    lines = directive.option_lines
+    spec, problems = pipeline.read_embed(file, line_no, directive.argument, directive.options,
+                                         caption=directive.caption, default_mode=default_mode,
+                                         option_lines=lines)
+    if spec is not None:
+        spec, problems = pipeline.name_embed(namer, spec, line_no, option_lines=lines)
+    if spec is None:
+        result.problems.extend(Problem.from_catalog(p, file) for p in problems)
         return
     result.embeds.append(FoundEmbed(file, line_no, spec, "rst"))
 

@@ -36,30 +36,30 @@ YAML_BLOCK = "expected 'name: value' lines between the --- lines"
 
 #: ``sphere-docs check`` run in tests/data/check_tree, exactly
 PINNED = f"""\
-docs/lessons/bad.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
-docs/lessons/bad.md:7: sphere-workspace: invalid value '600' for option 'height'; expected {CSS}
+docs/lessons/bad.md:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
+docs/lessons/bad.md:8: sphere-workspace: invalid value '600' for option 'height'; expected {CSS}
 docs/lessons/bad.md:11: sphere-workspace: missing project id; expected {PROJECT}
 docs/lessons/bad.md:15: sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee'; expected {PROJECT}
-docs/lessons/bad.md:22: sphere-workspace: duplicate value 'twice' for option 'name'; expected a name not used by another embed on this page (line 18)
-docs/lessons/bad.md:26: sphere-workspace: invalid value 'later' for option 'mode'; expected build | lazy
-docs/lessons/bad.md:31: sphere-workspace: option 'height' is given twice; give each option once
+docs/lessons/bad.md:23: sphere-workspace: duplicate value 'twice' for option 'name'; expected a name not used by another embed on this page (line 18)
+docs/lessons/bad.md:27: sphere-workspace: invalid value 'later' for option 'mode'; expected build | lazy
+docs/lessons/bad.md:34: sphere-workspace: option 'height' is given twice; give each option once
 docs/lessons/bad.md:37: warning: sphere-workspace: a ':::' colon fence is MyST syntax; write ```{{sphere-workspace}} ... ``` instead
 docs/lessons/bad.md:40: sphere-workspace: the fence opened here is never closed; expected a closing ``` line at the same indentation
-docs/lessons/yaml.md:17: sphere-workspace: invalid value 'never' for option 'launch'; expected click | visible | load
+docs/lessons/yaml.md:19: sphere-workspace: invalid value 'never' for option 'launch'; expected click | visible | load
 docs/lessons/yaml.md:23: sphere-workspace: invalid YAML in the option block (line 25, column 15): expected ',' or ']', but got '<stream end>'; {YAML_BLOCK}
 docs/lessons/yaml.md:29: sphere-workspace: the YAML option block is a list, not a mapping; {YAML_BLOCK}
-docs/lessons/yaml.md:35: sphere-workspace: invalid value '-5' for option 'retention-total'; expected {MINUTES}
-sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
-sphinx/bad.rst:7: sphere-workspace: invalid value 'wide' for option 'width'; expected {CSS}
+docs/lessons/yaml.md:37: sphere-workspace: invalid value '-5' for option 'retention-total'; expected {MINUTES}
+sphinx/bad.rst:5: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}
+sphinx/bad.rst:8: sphere-workspace: invalid value 'wide' for option 'width'; expected {CSS}
 sphinx/bad.rst:10: sphere-workspace: missing project id; expected {PROJECT}
 sphinx/bad.rst:13: sphere-workspace: invalid project id 'eef024c1d14f46319517a65edafb5ee3 extra words'; expected {PROJECT}
-sphinx/bad.rst:18: sphere-workspace: duplicate value 'twice' for option 'name'; expected a name not used by another embed on this page (line 15)
+sphinx/bad.rst:19: sphere-workspace: duplicate value 'twice' for option 'name'; expected a name not used by another embed on this page (line 15)
 sphinx/bad.rst:21: sphere-workspace: option 'height' is given twice; give each option once
 sphinx/bad.rst:25: sphere-workspace: invalid option block at 'A caption without the blank line.'; expected ':name: value' lines, then a blank line before the caption
-sphinx/bad.rst:29: sphere-workspace: invalid value 'fullscreen, sparkles' for option 'features'; expected a comma-separated list of: fullscreen
-sphinx/myst.md:20: sphere-workspace: invalid value 'soon' for option 'retention-stopped'; expected {MINUTES}
-sphinx/myst.md:25: sphere-workspace: invalid value 'hover' for option 'launch'; expected click | visible | load
-sphinx/myst.md:35: sphere-workspace: invalid value 'maybe' for option 'auto-resume'; expected true | false
+sphinx/bad.rst:30: sphere-workspace: invalid value 'fullscreen, sparkles' for option 'features'; expected a comma-separated list of: fullscreen
+sphinx/myst.md:21: sphere-workspace: invalid value 'soon' for option 'retention-stopped'; expected {MINUTES}
+sphinx/myst.md:27: sphere-workspace: invalid value 'hover' for option 'launch'; expected click | visible | load
+sphinx/myst.md:36: sphere-workspace: invalid value 'maybe' for option 'auto-resume'; expected true | false
 33 embeds in 6 files, 23 errors, 1 warning
 """
 
@@ -118,7 +118,7 @@ def test_github_output_annotates_each_problem(capsys: pytest.CaptureFixture[str]
     assert code == 1
     lines = out.splitlines()
     assert lines[0] == (
-        "::error file=docs/lessons/bad.md,line=3,title=sphere-docs check::sphere-workspace: unknown option "
+        "::error file=docs/lessons/bad.md,line=4,title=sphere-docs check::sphere-workspace: unknown option "
         f"'heigth' (did you mean 'height'?); valid options: {OPTIONS}")
     assert all(line.startswith(("::error file=", "::warning file=")) for line in lines[:-1])
     assert any(line.startswith("::warning file=docs/lessons/bad.md,line=37,") for line in lines)
@@ -142,7 +142,7 @@ def test_json_output_for_ci_annotations(capsys: pytest.CaptureFixture[str], monk
     assert {tuple(sorted(item)) for item in items} == {
         ("file", "line", "message", "option", "severity", "valid", "value")}
     assert items[0] == {
-        "file": "docs/lessons/bad.md", "line": 3, "option": "heigth", "value": "600px",
+        "file": "docs/lessons/bad.md", "line": 4, "option": "heigth", "value": "600px",
         "valid": OPTIONS, "severity": "error",
         "message": f"sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}",
     }
@@ -154,7 +154,7 @@ def test_json_output_for_ci_annotations(capsys: pytest.CaptureFixture[str], monk
     warning = [i for i in items if i["severity"] == "warning"]
     assert [(w["file"], w["line"], w["option"]) for w in warning] == [("docs/lessons/bad.md", 37, None)]
     assert items[-1] == {
-        "file": "sphinx/myst.md", "line": 35, "option": "auto-resume", "value": "maybe",
+        "file": "sphinx/myst.md", "line": 36, "option": "auto-resume", "value": "maybe",
         "valid": "true | false", "severity": "error",
         "message": "sphere-workspace: invalid value 'maybe' for option 'auto-resume'; expected true | false",
     }
@@ -179,7 +179,7 @@ def test_the_real_command(tmp_path: Path) -> None:
     bad = subprocess.run([*command, "sphinx"], cwd=TREE, capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[0] == (
-        f"sphinx/bad.rst:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}")
+        f"sphinx/bad.rst:5: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: {OPTIONS}")
     assert bad.stdout.splitlines()[-1] == "16 embeds in 3 files, 11 errors"
     good = subprocess.run([*command, "docs/index.md"], cwd=TREE, capture_output=True, text=True, check=False)
     assert (good.returncode, good.stdout, good.stderr) == (0, "3 embeds in 1 file, 0 errors\n", "")
@@ -362,7 +362,7 @@ def test_mkdocs_site_extensions_decide_what_is_an_embed(tmp_path: Path) -> None:
     assert check_paths([tmp_path]).total == 0
     (tmp_path / "mkdocs.yml").write_text("site_name: t\nmarkdown_extensions: [admonition]\n")
     result = check_paths([tmp_path])
-    assert [p.line for p in result.errors] == [3]
+    assert [p.line for p in result.errors] == [4]  # the option's line
 
 
 def test_unloadable_mkdocs_yml_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,8 +53,8 @@ def test_embeds_in_table_cells_are_read_at_their_lines() -> None:
     grid = "A table:\n\n" + grid_table(
         "Intro", "", f".. sphere-workspace:: {P}", "   :name: grid", "   :height: 1",
     )
-    # docutils' own `lineno` is one line off in a table cell: the source line is reported
-    assert problems(grid) == [f"p.rst:6: sphere-workspace: invalid value '1' for option 'height'; expected {CSS}"]
+    # docutils' own `lineno` is one line off in a table cell: the source line is reported (the option's)
+    assert problems(grid) == [f"p.rst:8: sphere-workspace: invalid value '1' for option 'height'; expected {CSS}"]
     (directive,) = rst.find_directives(grid)
     assert (directive.line, directive.option_lines) == (6, {"name": 7, "height": 8})
     simple = f"""\
@@ -94,7 +94,7 @@ def test_substitution_definitions() -> None:
 def test_option_names_are_read_as_docutils_reads_them() -> None:
     # docutils lower-cases option names: ':Height:' is the height option
     assert problems(f".. sphere-workspace:: {P}\n   :Height: 1\n") == [
-        f"p.rst:1: sphere-workspace: invalid value '1' for option 'height'; expected {CSS}"]
+        f"p.rst:2: sphere-workspace: invalid value '1' for option 'height'; expected {CSS}"]
     assert problems(f".. sphere-workspace:: {P}\n   :two words: 1\n") == [
         "p.rst:1: sphere-workspace: invalid option block (invalid option data: extension option "
         "field name may not contain multiple words); expected ':name: value' lines, then a blank "
