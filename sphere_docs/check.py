@@ -4,7 +4,7 @@ Three syntaxes are found:
 
 * Markdown pages (``.md``): the ```` ```{sphere-workspace} ```` fence, with
   ``:name: value`` option lines or a MyST-style ``---`` YAML block.  They go
-  through the real Python-Markdown extension (:mod:`sphere_docs.markdown`) in
+  through the real Python-Markdown directive syntax (:mod:`sphere_docs.syntax.markdown`) in
   deferred mode, so the same scanner, the same nesting rules and the same
   error texts apply as in a build, and nothing is provisioned.  A page that
   belongs to an MkDocs site (an ``mkdocs.yml`` above it) is converted with
@@ -27,7 +27,7 @@ Three syntaxes are found:
 Each embed is validated with :func:`sphere_docs.options.parse_options`; a
 problem is reported as ``file:line: message`` with the same text a build
 prints (:meth:`OptionError.at`, or the Markdown extension's
-:class:`~sphere_docs.markdown.DirectiveError`).
+:class:`~sphere_docs.syntax.markdown.DirectiveError`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ import yaml
 from markdown import Markdown
 
 from . import catalog, fences, pipeline, rst
-from .markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, SphereWorkspaceExtension
 from .naming import PageNamer
 from .options import OptionError, WorkspaceSpec
 from .settings import SiteSettings
 from .site import find_site, load_mkdocs_config, load_site
+from .syntax.markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, DirectiveExtension
 
 __all__ = [
     "SKIP_DIRS",
@@ -385,9 +385,9 @@ class _MarkdownChecker:
 
     def __init__(self, extensions: Sequence[Any], configs: dict[str, Any], default_mode: str):
         settings = SiteSettings(mode=default_mode, lazy_endpoint=_CHECK_LAZY_ENDPOINT)
-        self.extension = SphereWorkspaceExtension(settings=settings, deferred=True)
+        self.extension = DirectiveExtension(settings=settings, deferred=True)
         kept = [e for e in extensions
-                if e not in EXTENSION_NAMES and not isinstance(e, SphereWorkspaceExtension)]
+                if e not in EXTENSION_NAMES and not isinstance(e, DirectiveExtension)]
         configs = {k: v for k, v in configs.items() if k not in EXTENSION_NAMES}
         self.md = Markdown(extensions=[*kept, self.extension], extension_configs=configs)
 

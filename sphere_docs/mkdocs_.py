@@ -59,18 +59,14 @@ from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
 from . import html, pipeline
+from .engines.markdown import SphereWorkspaceExtension
 from .errors import SettingsError, SphereDocsError
 from .keep_site import SiteKeeper, build_flags, strict_will_abort
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
-from .markdown import (
-    DIRECTIVE_MARK,
-    EXTENSION_NAMES,
-    DirectiveError,
-    SphereWorkspaceExtension,
-)
 from .options import WorkspaceSpec
 from .pipeline import Embed
 from .settings import SETTINGS, Setting, SiteSettings
+from .syntax.markdown import DIRECTIVE_MARK, EXTENSION_NAMES, DirectiveError
 
 __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
