@@ -17,6 +17,7 @@ and review the diff.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -95,11 +96,8 @@ def run_mkdocs(capability: str, tmp_path: Path, make_app: Any, caplog: Any) -> d
     config = {"site_name": "Golden", "docs_dir": "docs", "site_dir": "site",
               "markdown_extensions": ["pymdownx.superfences"], "plugins": [{"sphere-workspaces": SETTINGS}]}
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    with caplog.at_level(logging.WARNING):
-        try:
-            mkdocs_build(load_config(str(tmp_path / "mkdocs.yml")))
-        except Abort:
-            pass
+    with caplog.at_level(logging.WARNING), contextlib.suppress(Abort):  # a page with mistakes aborts
+        mkdocs_build(load_config(str(tmp_path / "mkdocs.yml")))
     located = re.compile(r"^lesson\.md:(\d+): (.*)$")
     problems = [(int(m[1]), m[2]) for r in caplog.records if r.levelno >= logging.ERROR
                 and (m := located.match(r.getMessage()))]
