@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mkdocs_provision as mk
 import sphinx_provision as sx
 
-from sphere_docs.emulator import EmulatorServer
+from sphere_docs.services.emulator import EmulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -11,7 +11,7 @@ from the click (its connection is opened) to the answer carrying a workspace id;
 row) answers each create after ``--latency`` seconds.  Rows:
 
 * ``direct``: the same burst straight to the emulator's ``POST /api/v1/workspaces``;
-* ``memory``: gunicorn with the shipped ``sphere_docs/endpoint_gunicorn.conf.py``, ``memory://``;
+* ``memory``: gunicorn with the shipped ``sphere_docs/services/endpoint/gunicorn.conf.py``, ``memory://``;
 * ``redis``: the same with ``SPHERE_ENDPOINT_STORAGE=redis://`` (a redis-server started on a free
   loopback port in a temporary directory), the config's default workers for Redis;
 * ``old``: the sample as it was before issue 15: 2 workers x 16 gthread threads (on Redis, the
@@ -51,7 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
-CONF = ROOT / "sphere_docs" / "endpoint_gunicorn.conf.py"
+CONF = ROOT / "sphere_docs" / "services" / "endpoint" / "gunicorn.conf.py"
 PROJECT = "eef024c1d14f46319517a65edafb5ee3"
 ORIGIN = "http://127.0.0.1:8000"
 TOKEN = "bench-token-not-a-secret-0123456789"

@@ -3,7 +3,7 @@
     python bench/endpoint_load.py [--requests 5000] [--concurrency 50] [--write]
 
 For each emulator latency (0 ms and 50 ms) it starts ``sphere-docs emulator``
-and gunicorn with ``sphere_docs/endpoint_gunicorn.conf.py`` in subprocesses,
+and gunicorn with ``sphere_docs/services/endpoint/gunicorn.conf.py`` in subprocesses,
 warms up a pool of readers (their claims), then sends a bounded mix at fixed
 concurrency from a thread pool (one ``requests.Session`` per thread):
 
@@ -121,7 +121,7 @@ def start_stack(latency: float, budget: int) -> tuple[Proc, Proc, str, str]:
         "SPHERE_ENDPOINT_BIND": "127.0.0.1:0",
         "SPHERE_ENDPOINT_WORKERS": "2",
     })
-    gunicorn = Proc([sys.executable, "-m", "gunicorn", "-c", "sphere_docs/endpoint_gunicorn.conf.py",
+    gunicorn = Proc([sys.executable, "-m", "gunicorn", "-c", "sphere_docs/services/endpoint/gunicorn.conf.py",
                      "--access-logfile", "/dev/null", "sphere_docs.endpoint:create_app()"], env)
     endpoint_url = gunicorn.wait_for(r"Listening at: (http://127\.0\.0\.1:\d+)").group(1)
     for _ in range(2):

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import yaml
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"

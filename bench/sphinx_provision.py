@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 TOKEN = "bench-token-0123456789abcdef"
 RESOLVED = re.compile(r"build-mode embed\(s\) resolved in ([0-9.]+)s")

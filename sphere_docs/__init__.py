@@ -3,7 +3,7 @@
 Front ends:
 
 * Python-Markdown extension: ``sphere_docs.markdown`` (works alone, and in MkDocs)
-* MkDocs plugin: ``sphere-workspaces`` (``sphere_docs.mkdocs_``)
+* MkDocs plugin: ``sphere-workspaces`` (``sphere_docs.engines.mkdocs``)
 * Sphinx extension: ``extensions = ["sphere_docs.sphinx"]``
 
 The shared core: ``options`` (the one option schema), ``client`` (the
@@ -12,7 +12,7 @@ Containers API client), ``provision`` (build-time creation and the ledger),
 ``emulator`` (a local emulator of the API and the SDK).
 """
 
-from .options import OptionError, WorkspaceSpec, parse_options
+from .core.options import OptionError, WorkspaceSpec, parse_options
 
 __version__ = "0.1.0"
 

@@ -7,15 +7,16 @@ the extension itself is :mod:`sphere_docs.engines.markdown` (the adapter) on
 
 from __future__ import annotations
 
-from .engines.markdown import SphereWorkspaceExtension, makeExtension
-from .pipeline import Embed
-from .syntax.markdown import (
+from .engines.markdown import (
     COLON_FENCE_MESSAGE,
     DIRECTIVE,
     DIRECTIVE_MARK,
     EXTENSION_NAMES,
     DirectiveError,
     DirectiveWarning,
+    Embed,
+    SphereWorkspaceExtension,
+    makeExtension,
 )
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Shared fixtures: a real emulator on a loopback port, the secret token, leak scans.
 
-Every test that needs the Containers API talks to ``sphere_docs.emulator``
+Every test that needs the Containers API talks to ``sphere_docs.services.emulator``
 served on 127.0.0.1 with port 0; nothing is mocked.
 """
 
@@ -31,7 +31,7 @@ def _secrets_registered_by_this_test_only() -> Iterator[None]:
     and fragments of 8+ characters of a registered secret are masked: a test's
     ``wrong-token-0123456789abcdef`` must not mask project ids in later tests.
     """
-    from sphere_docs import redact
+    from sphere_docs.core import redact
 
     saved = set(redact._secrets)
     yield
@@ -90,7 +90,7 @@ def emulator(access_token: str) -> Iterator:
     Workspaces become running immediately (``start_delay=0``) so builds and
     browsers see a usable workspace without waiting.
     """
-    from sphere_docs.emulator import EmulatorServer
+    from sphere_docs.services.emulator import EmulatorServer
 
     with EmulatorServer(token=access_token, start_delay=0.0) as server:
         yield server
@@ -103,7 +103,7 @@ START_DELAY = 5.0
 @pytest.fixture
 def clock() -> Any:
     """A clock the test moves by hand (``advance``), for the emulator's workspace lifecycle."""
-    from sphere_docs.emulator import ManualClock
+    from sphere_docs.services.emulator import ManualClock
 
     return ManualClock()
 
@@ -111,7 +111,7 @@ def clock() -> Any:
 @pytest.fixture
 def emulator_clocked(access_token: str, clock: Any) -> Iterator:
     """An emulator on the test's clock, where a (re)started workspace runs START_DELAY seconds later."""
-    from sphere_docs.emulator import EmulatorServer
+    from sphere_docs.services.emulator import EmulatorServer
 
     with EmulatorServer(token=access_token, start_delay=START_DELAY, clock=clock) as server:
         yield server

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sphere_docs import html
+from sphere_docs.core import html
 
-STATIC = Path(html.__file__).parent / "static"
+STATIC = Path(html.__file__).resolve().parent.parent / "static"
 SRC = STATIC / "src"
 BUDGET = 2048  # bytes of gzip for script + CSS together (issue 5)
 

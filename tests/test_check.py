@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import TOKEN_ENV
 
-from sphere_docs.check import check_paths, scan_rst
-from sphere_docs.cli import main
+from sphere_docs.tools.check import check_paths, scan_rst
+from sphere_docs.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = Path(__file__).resolve().parent / "data" / "check_tree"

@@ -34,7 +34,7 @@ import pytest
 import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -405,7 +405,7 @@ def test_a_deployed_workspace_that_is_gone_is_created_again_and_not_pruned_twice
     origin = make_origin(tmp_path / "origin", "mkdocs", emulator.url)
     first = run_gha(fresh_clone(origin, tmp_path / "clone-1"), "mkdocs", emulator, deployed)
     gone = first.ids["lessons/one/index.html"][0]
-    from sphere_docs.client import ContainersClient
+    from sphere_docs.api.client import ContainersClient
 
     with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:
         client.remove(gone)  # removed by hand (or expired) since the deploy
@@ -419,9 +419,9 @@ def test_a_deployed_workspace_that_is_gone_is_created_again_and_not_pruned_twice
 
 def test_prune_previous_never_touches_what_neither_manifest_lists(
         emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sphere_docs.cli import main
-    from sphere_docs.client import ContainersClient
-    from sphere_docs.options import WorkspaceSpec
+    from sphere_docs.api.client import ContainersClient
+    from sphere_docs.core.options import WorkspaceSpec
+    from sphere_docs.tools.cli import main
 
     with ContainersClient(emulator.url + "/api/v1", SECRET_TOKEN) as client:
         listed, kept, other = (client.create_workspace(WorkspaceSpec(P).create_fields()) for _ in range(3))

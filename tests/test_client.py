@@ -10,7 +10,7 @@ import pytest
 import requests
 from urllib3 import HTTPResponse
 
-from sphere_docs.client import (
+from sphere_docs.api.client import (
     USER_AGENT,
     ApiTimeout,
     AuthError,
@@ -25,10 +25,10 @@ from sphere_docs.client import (
     Workspace,
     _ApiRetry,
 )
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.errors import SphereDocsError
-from sphere_docs.options import parse_options
-from sphere_docs.settings import SiteSettings
+from sphere_docs.core.errors import SphereDocsError
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 SECOND_PROJECT = "5b4f1c2ad3e64e7f8a9b0c1d2e3f4a5b"
 
@@ -155,7 +155,7 @@ def test_request_encoding_and_auth(emulator, access_token):
     assert "Authorization" not in sent.headers
     body = parse_qs(sent.body if isinstance(sent.body, str) else sent.body.decode())
     assert body == {"project_id": [DEMO_PROJECT_ID], "workspace_token_required": ["false"],
-                    # the build-mode lifecycle defaults (sphere_docs.options.BUILD_LIFECYCLE_DEFAULTS)
+                    # the build-mode lifecycle defaults (sphere_docs.core.options.BUILD_LIFECYCLE_DEFAULTS)
                     "inactivity_timeout": ["15"], "retention_time_stopped": ["43200"],
                     "auto_resume": ["true"]}
     session.close()  # an injected session is the caller's to close

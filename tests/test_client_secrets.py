@@ -12,9 +12,9 @@ import pytest
 import requests
 from conftest import SECRET_TOKEN, assert_no_leak
 
-from sphere_docs.client import ContainersClient, SphereEngineError
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.redact import MASK, redact
+from sphere_docs.api.client import ContainersClient, SphereEngineError
+from sphere_docs.core.redact import MASK, redact
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 
 def _closed_port() -> int:

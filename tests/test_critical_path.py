@@ -23,8 +23,8 @@ from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.provision import Ledger
+from sphere_docs.pipeline.provision import Ledger
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 PAGES = 24
 DIV = re.compile(r'data-id="([^"]+)" data-workspace="([0-9a-f]{32})"')

@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 from conftest import assert_no_leak
 
-from sphere_docs.demo import SITES
-from sphere_docs.emulator import DEMO_PROJECTS
+from sphere_docs.services.emulator import DEMO_PROJECTS
+from sphere_docs.tools.demo import SITES
 
 pytestmark = pytest.mark.slow
 

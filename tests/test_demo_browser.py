@@ -1,6 +1,6 @@
 """Both demo sites, built against the emulator, in a real Chromium.
 
-One :class:`~sphere_docs.demo.DemoServer` builds every demo site once
+One :class:`~sphere_docs.tools.demo.DemoServer` builds every demo site once
 (MkDocs default and Material, Sphinx Furo, Alabaster and Read the Docs) in
 build mode against its emulator, and serves them with the emulated SDK from
 one loopback address.  For each theme, in one browser context:
@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sphere_docs.demo import SITES, DemoServer, find_sources
-from sphere_docs.emulator import DEMO_PROJECTS
+from sphere_docs.services.emulator import DEMO_PROJECTS
+from sphere_docs.tools.demo import SITES, DemoServer, find_sources
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
-from sphere_docs.cli import main
-from sphere_docs.client import ContainersClient
-from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.naming import default_name
-from sphere_docs.options import WorkspaceSpec
-from sphere_docs.provision import Ledger
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import WorkspaceSpec
+from sphere_docs.pipeline.provision import Ledger
+from sphere_docs.services.emulator import DEMO_PROJECT_ID
+from sphere_docs.tools.cli import main
 
 PYTHON_PROJECT = "5b4f1c2ad3e64e7f8a9b0c1d2e3f4a5b"
 MISSING_PROJECT = "0123456789abcdef0123456789abcdef"
@@ -341,7 +341,7 @@ def test_creates_of_interrupted_builds_are_named(site: Path, emulator, capsys: p
     """A create that got no answer: doctor names its project, page, name and window, and what the API lists."""
     import time
 
-    from sphere_docs.provision import _stamp
+    from sphere_docs.pipeline.provision import _stamp
 
     build(site)
     now = time.time()

@@ -23,9 +23,9 @@ import pytest
 from conftest import SECRET_TOKEN, START_DELAY, TOKEN_ENV, assert_no_leak
 from test_lifecycle import StaticSite, make_site, mkdocs_build
 
-from sphere_docs.client import ContainersClient
-from sphere_docs.doctor import SITE_DEAD, SITE_OK, SITE_UNCHECKED, run_site_doctor
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer, ManualClock
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer, ManualClock
+from sphere_docs.tools.doctor import SITE_DEAD, SITE_OK, SITE_UNCHECKED, run_site_doctor
 
 P = DEMO_PROJECT_ID
 PAGES = {
@@ -55,7 +55,7 @@ def built(emulator_clocked: EmulatorServer, tmp_path: Path, monkeypatch: pytest.
 def complete_manifest(site: Path) -> dict[str, Any]:
     """The deployed manifest, with each build-mode entry's ``workspace_id``.
 
-    Builds write it (``sphere_docs.manifest``); where a build of this tree does not yet,
+    Builds write it (``sphere_docs.core.manifest``); where a build of this tree does not yet,
     the ids are taken from the built pages, as the manifest would carry them.
     """
     path = site / "sphere-workspaces.json"

@@ -19,7 +19,7 @@ from wsgiref.validate import validator
 import pytest
 import requests
 
-from sphere_docs.emulator import (
+from sphere_docs.services.emulator import (
     DEMO_PROJECT_ID,
     DEMO_PROJECTS,
     EmulatorServer,

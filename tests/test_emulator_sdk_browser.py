@@ -13,9 +13,9 @@ import pytest
 import requests
 from conftest import SECRET_TOKEN
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.html import inject_after_body, loader_snippet, page_assets, workspace_div
-from sphere_docs.options import WorkspaceSpec
+from sphere_docs.core.html import inject_after_body, loader_snippet, page_assets, workspace_div
+from sphere_docs.core.options import WorkspaceSpec
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 pytestmark = pytest.mark.browser
 

@@ -27,10 +27,10 @@ import requests
 from conftest import SECRET_TOKEN, assert_no_leak
 from werkzeug.serving import make_server
 
-from sphere_docs.client import ContainersClient
-from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.endpoint import EndpointConfig, create_app
-from sphere_docs.errors import SettingsError
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.services.emulator import DEMO_PROJECT_ID
+from sphere_docs.services.endpoint import EndpointConfig, create_app
 
 ORIGIN = "http://127.0.0.1:8000"  # the docs site (only ever a header here)
 PROJECT = DEMO_PROJECT_ID
@@ -676,7 +676,7 @@ def test_cli_reports_a_bad_setting(access_token: str) -> None:
 # ------------------------------------------------------------------ gunicorn
 
 
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "sphere_docs" / "endpoint_gunicorn.conf.py"
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "sphere_docs" / "services" / "endpoint" / "gunicorn.conf.py"
 
 
 @pytest.mark.parametrize("workers", [["-w", "4"], []])
@@ -801,7 +801,7 @@ def test_claims_issued_before_itsdangerous_still_verify() -> None:
     import hashlib
     import hmac
 
-    from sphere_docs.endpoint import Signer
+    from sphere_docs.services.endpoint import Signer
 
     expiry = int(time.time()) + 600
     message = "\n".join(("v1", "a" * 32, PROJECT, PAGE, NAME, str(expiry))).encode()

@@ -1,4 +1,4 @@
-"""Every endpoint setting is declared once (``sphere_docs.endpoint.config.SETTINGS``): its
+"""Every endpoint setting is declared once (``sphere_docs.services.endpoint.config.SETTINGS``): its
 variable, its ``sphere-docs endpoint`` flag (none for a secret) and its help come from there.
 
 These tests parse with the real ``sphere-docs`` argument parser and run the real command.
@@ -17,11 +17,11 @@ import requests
 from conftest import assert_no_leak
 from test_endpoint import ORIGIN, PROJECT, SECOND, SECRET, reader
 
-from sphere_docs.cli import build_parser
-from sphere_docs.commands.endpoint import flag_overrides
-from sphere_docs.endpoint import ENV_VARS, EndpointConfig, Window
-from sphere_docs.endpoint.config import SETTINGS
-from sphere_docs.errors import SettingsError
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.services.endpoint import ENV_VARS, EndpointConfig, Window
+from sphere_docs.services.endpoint.config import SETTINGS
+from sphere_docs.tools.cli import build_parser
+from sphere_docs.tools.commands.endpoint import flag_overrides
 
 THIRD = "0123456789abcdef0123456789abcdef"
 BASE_ENV = {"SPHERE_ENDPOINT_API": "http://127.0.0.1:9", "SPHERE_ENDPOINT_ALLOW_PROJECTS": PROJECT,

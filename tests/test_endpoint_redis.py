@@ -31,9 +31,9 @@ import requests
 from conftest import assert_no_leak
 from test_endpoint import ORIGIN, PROJECT, SECRET, Endpoint, error, reader, serve
 
-from sphere_docs.endpoint import create_app
+from sphere_docs.services.endpoint import create_app
 
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "sphere_docs" / "endpoint_gunicorn.conf.py"
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "sphere_docs" / "services" / "endpoint" / "gunicorn.conf.py"
 STORAGE_DOWN = "The workspace service cannot check its limits right now. Please try again in a moment."
 
 

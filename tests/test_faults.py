@@ -14,7 +14,7 @@ a create that got no usable answer; after build 2 nothing is unrecorded and
 there is exactly one workspace per embed (a workspace that a timed-out create
 made is adopted, not duplicated).  The counts of each case are printed.
 
-Faults (see ``sphere_docs.emulator.app``): latency on every call; 5xx, 429,
+Faults (see ``sphere_docs.services.emulator.app``): latency on every call; 5xx, 429,
 connection resets, hangs past the client's timeout and malformed bodies on the
 creates (each as many times as a create may be tried, so at least one embed
 fails whatever the retry policy); and an outage of the checks (``GET
@@ -40,9 +40,9 @@ from mkdocs.exceptions import Abort
 from sphinx.errors import SphinxError
 from sphinx_fixtures import copy_root, warnings_of
 
-from sphere_docs.client import ContainersClient, Workspace
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.provision import WINDOW_SLACK, Ledger, parse_time
+from sphere_docs.api.client import ContainersClient, Workspace
+from sphere_docs.pipeline.provision import WINDOW_SLACK, Ledger, parse_time
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 LAZY = "http://127.0.0.1:9/sphere/workspaces"
 TIMEOUT = 0.5  #: the client's timeout: a hang of HANG seconds outlives it
@@ -269,15 +269,15 @@ def test_sphinx_build_failure_is_an_error_not_a_crash(access_token: str, tmp_pat
 
 
 def _site(url: str, tmp_path: Path, **kw: Any) -> Any:
-    from sphere_docs.settings import SiteSettings
+    from sphere_docs.core.settings import SiteSettings
 
     return SiteSettings.from_mapping({"endpoint": url, "cache": str(tmp_path / "cache"), "retries": 1,
                                       "timeout": 2.0, "trust_checked": 0, **kw})
 
 
 def _embed(page: str = "a.md", **options: str) -> Any:
-    from sphere_docs.options import parse_options
-    from sphere_docs.provision import EmbedRequest
+    from sphere_docs.core.options import parse_options
+    from sphere_docs.pipeline.provision import EmbedRequest
 
     return EmbedRequest(page, parse_options(DEMO_PROJECT_ID, options).with_name("ws-a"), 4)
 
@@ -285,7 +285,7 @@ def _embed(page: str = "a.md", **options: str) -> Any:
 @pytest.mark.parametrize("outage", [502, 503, 429, "reset", "hang"])
 def test_a_check_the_api_cannot_answer_keeps_the_recorded_workspace(
         emulator: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, outage: Any) -> None:
-    from sphere_docs.provision import Provisioner
+    from sphere_docs.pipeline.provision import Provisioner
 
     settings = _site(emulator.url, tmp_path, on_error="fail", timeout=0.5)
     request = _embed()
@@ -304,7 +304,7 @@ def test_a_check_the_api_cannot_answer_keeps_the_recorded_workspace(
 
 @pytest.mark.parametrize("answer", ["404", "removed", "401"])
 def test_a_definite_answer_is_acted_on(emulator: EmulatorServer, tmp_path: Path, answer: str) -> None:
-    from sphere_docs.provision import Provisioner, ProvisionError
+    from sphere_docs.pipeline.provision import Provisioner, ProvisionError
 
     settings = _site(emulator.url, tmp_path, on_error="fail")
     request = _embed()
@@ -335,7 +335,7 @@ def test_a_definite_answer_is_acted_on(emulator: EmulatorServer, tmp_path: Path,
 
 def test_a_timed_out_create_is_adopted_by_the_next_build(emulator: EmulatorServer, tmp_path: Path) -> None:
     """(Was: 4 workspaces for 3 embeds after one hang.)"""
-    from sphere_docs.provision import Provisioner
+    from sphere_docs.pipeline.provision import Provisioner
 
     emulator.set_faults(sequence=["hang"], hang=1.0, routes=CREATES)
     settings = _site(emulator.url, tmp_path, on_error="placeholder", timeout=0.3)
@@ -355,7 +355,7 @@ def test_a_timed_out_create_is_adopted_by_the_next_build(emulator: EmulatorServe
 
 
 def _intent(started: float, **kw: Any) -> dict[str, Any]:
-    from sphere_docs.provision import _stamp
+    from sphere_docs.pipeline.provision import _stamp
 
     return {"endpoint": "x", "project_id": DEMO_PROJECT_ID, "creation_key": "k", "fields": {},
             "ledger_key": "x|k|a.md#ws-a", "page": "a.md", "name": "ws-a", "state": "unanswered",
@@ -364,7 +364,7 @@ def _intent(started: float, **kw: Any) -> dict[str, Any]:
 
 
 def _ws(wid: str, created: float, **raw: Any) -> Workspace:
-    from sphere_docs.provision import _stamp
+    from sphere_docs.pipeline.provision import _stamp
 
     data = {"id": wid, "project": {"id": DEMO_PROJECT_ID}, "state": {"code": 2},
             "created_at": _stamp(created), "last_usage": None, "workspace_token": "t", **raw}
@@ -373,7 +373,7 @@ def _ws(wid: str, created: float, **raw: Any) -> Workspace:
 
 def test_adoption_is_conservative() -> None:
     """Only a never-entered, unowned workspace with the same options in the window, and only unambiguously."""
-    from sphere_docs.provision import match_intents
+    from sphere_docs.pipeline.provision import match_intents
 
     t = 1_800_000_000.0
     one = {"i1": _intent(t)}

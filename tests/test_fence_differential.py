@@ -16,7 +16,7 @@ The oracle is the renderer itself.  Each generated document is rendered twice:
   probe's set.
 
 A second property, *no silent drop*: a directive the scanner saw (not inside
-another fence by :func:`sphere_docs.fences.scan`) that is no embed, and whose
+another fence by :func:`sphere_docs.syntax.fences.scan`) that is no embed, and whose
 ``:name:`` line our HTML shows as text (not in a code block, ``<pre>``, nor in
 a comment; inline code counts as shown: the fence's own backticks pair up
 with others), must have been reported, as an error or a warning, at its line.
@@ -39,7 +39,7 @@ Restrictions, and why:
 
 The bug this was written for (issue 11, item 1): ``closes_fence`` stripped the
 line, so an indented bare fence closed a column-0 one.  Run on that code (the
-scanner before ``sphere_docs.fences``), this test fails within the first few
+scanner before ``sphere_docs.syntax.fences``), this test fails within the first few
 hundred documents of every run; the minimal documents hypothesis reports:
 
 * fenced_code (bug 1 itself)::
@@ -90,10 +90,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sphere_docs import fences
-from sphere_docs.check import check_paths
+from sphere_docs.core.settings import SiteSettings
 from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
-from sphere_docs.settings import SiteSettings
+from sphere_docs.syntax import fences
+from sphere_docs.tools.check import check_paths
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 OPENING = "{sphere-workspace} " + P

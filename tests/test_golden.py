@@ -34,10 +34,10 @@ from mkdocs.exceptions import Abort
 from sphinx_fixtures import build as sphinx_build
 from sphinx_fixtures import ours as sphere_warnings
 
-from sphere_docs.catalog import Code
-from sphere_docs.check import check_paths
+from sphere_docs.core.catalog import Code
+from sphere_docs.core.settings import SiteSettings
 from sphere_docs.markdown import SphereWorkspaceExtension
-from sphere_docs.settings import SiteSettings
+from sphere_docs.tools.check import check_paths
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("SPHERE_UPDATE_GOLDEN") == "1"

@@ -1,4 +1,4 @@
-"""sphere_docs.html: the loader, the markup, and injection after <body> on real theme pages."""
+"""sphere_docs.core.html: the loader, the markup, and injection after <body> on real theme pages."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sphere_docs import html
-from sphere_docs.options import parse_options
+from sphere_docs.core import html
+from sphere_docs.core.options import parse_options
 
 PAGES = sorted((Path(__file__).parent / "data" / "theme_pages").glob("*.html"))
 PROJECT = "eef024c1d14f46319517a65edafb5ee3"

@@ -36,10 +36,10 @@ import pytest
 import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
-from sphere_docs.client import ContainersClient, Workspace
-from sphere_docs.doctor import run_doctor
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.provision import WINDOW_SLACK, Ledger, parse_time
+from sphere_docs.api.client import ContainersClient, Workspace
+from sphere_docs.pipeline.provision import WINDOW_SLACK, Ledger, parse_time
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.tools.doctor import run_doctor
 
 EMBEDS = 12
 CONCURRENCY = 4

@@ -1,4 +1,4 @@
-"""A failed MkDocs build keeps the last good site (``sphere_docs.keep_site``), in real builds.
+"""A failed MkDocs build keeps the last good site (``sphere_docs.pipeline.keep_site``), in real builds.
 
 MkDocs empties ``site_dir`` before the plugin provisions; these builds fail
 after that point (the API down or answering 503 with ``on_error: fail``, a
@@ -24,7 +24,7 @@ from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
 from test_mkdocs import LAZY, P, make_site, run_build
 
-from sphere_docs.emulator import EmulatorServer
+from sphere_docs.services.emulator import EmulatorServer
 
 NEW_PAGE = f"# New\n\n```{{sphere-workspace}} {P}\n:name: brand-new\n```\n"
 
@@ -189,7 +189,7 @@ def old_site(site: Path) -> dict[str, bytes | None]:
 def test_recovery_from_an_interruption_at_each_step(tmp_path: Path, step: str) -> None:
     """Lay out on disk what an interruption at each step leaves; the next build's recover()
     brings back exactly the previous site (its hidden entries never moved)."""
-    from sphere_docs.keep_site import SiteKeeper
+    from sphere_docs.pipeline.keep_site import SiteKeeper
 
     site = tmp_path / "site"
     before = old_site(site)
@@ -218,7 +218,7 @@ def test_recovery_from_an_interruption_at_each_step(tmp_path: Path, step: str) -
 def test_a_stale_keeper_restores_nothing_after_a_later_build_committed(tmp_path: Path) -> None:
     """A build interrupted in-process leaves its keeper's exit hook armed; if a later build of the
     same site recovered and succeeded meanwhile, that hook must not touch the new site."""
-    from sphere_docs.keep_site import SiteKeeper
+    from sphere_docs.pipeline.keep_site import SiteKeeper
 
     site = tmp_path / "site"
     old_site(site)

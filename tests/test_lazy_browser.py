@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from sphere_docs import html
-from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.endpoint import create_app
-from sphere_docs.naming import default_name
-from sphere_docs.options import parse_options
+from sphere_docs.core import html
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import parse_options
+from sphere_docs.services.emulator import DEMO_PROJECT_ID
+from sphere_docs.services.endpoint import create_app
 
 pytestmark = pytest.mark.browser
 

@@ -25,8 +25,8 @@ from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from werkzeug.serving import make_server
 
-from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.endpoint import create_app
+from sphere_docs.services.emulator import DEMO_PROJECT_ID
+from sphere_docs.services.endpoint import create_app
 
 pytestmark = pytest.mark.browser
 

@@ -31,12 +31,10 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sphere_docs.cli import main
-from sphere_docs.client import ContainersClient
-from sphere_docs.doctor import run_doctor
-from sphere_docs.emulator import DEMO_PROJECT_ID
-from sphere_docs.options import parse_options
-from sphere_docs.provision import (
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.pipeline.provision import (
     LEDGER_NAME,
     EmbedRequest,
     Ledger,
@@ -45,7 +43,9 @@ from sphere_docs.provision import (
     prune,
     validate_ledger,
 )
-from sphere_docs.settings import SiteSettings
+from sphere_docs.services.emulator import DEMO_PROJECT_ID
+from sphere_docs.tools.cli import main
+from sphere_docs.tools.doctor import run_doctor
 
 FUZZ_EXAMPLES = int(os.environ.get("SPHERE_DOCS_LEDGER_FUZZ", "100"))
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from conftest import SECRET_TOKEN, START_DELAY, assert_no_leak
 
-from sphere_docs.doctor import run_doctor
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer, ManualClock
-from sphere_docs.options import BUILD_LIFECYCLE_DEFAULTS
+from sphere_docs.core.options import BUILD_LIFECYCLE_DEFAULTS
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer, ManualClock
+from sphere_docs.tools.doctor import run_doctor
 
 P = DEMO_PROJECT_ID
 WAIT_MS = 30_000  # bound of each browser wait (not a speed check)
@@ -220,7 +220,7 @@ def test_each_visit_restarts_the_stopped_retention(emulator_clocked: EmulatorSer
     """The emulator's reading of the reference: the stop retention counts from the latest stop."""
     import requests
 
-    from sphere_docs.client import ContainersClient
+    from sphere_docs.api.client import ContainersClient
 
     with ContainersClient(emulator_clocked.url + "/api/v1", SECRET_TOKEN) as client:
         ws = client.create_workspace({"project_id": P, "inactivity_timeout": "15",
@@ -246,7 +246,7 @@ def test_the_lazy_endpoint_creates_without_the_build_defaults() -> None:
     """Lazy workspaces are per reader: the endpoint sends only what its operator configured."""
     import json
 
-    from sphere_docs.endpoint.config import EndpointConfig
+    from sphere_docs.services.endpoint.config import EndpointConfig
 
     config = EndpointConfig.from_env({}, api="http://127.0.0.1:9", allow_projects=P,
                                      allow_origins="https://docs.example.org",

@@ -17,13 +17,13 @@ import markdown
 import pytest
 from conftest import SECRET_TOKEN, assert_no_leak
 
-from sphere_docs import html
-from sphere_docs.client import ContainersClient
-from sphere_docs.errors import SettingsError
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core import html
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import WorkspaceSpec
+from sphere_docs.core.settings import SiteSettings
 from sphere_docs.markdown import DirectiveError, SphereWorkspaceExtension
-from sphere_docs.naming import default_name
-from sphere_docs.options import WorkspaceSpec
-from sphere_docs.settings import SiteSettings
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 LAZY = "http://127.0.0.1:8124/workspaces"
@@ -525,7 +525,7 @@ def test_alone_build_mode_without_token_names_the_variable(monkeypatch: pytest.M
 
 
 def test_alone_placeholder_when_the_api_is_down(access_token, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    from sphere_docs.emulator import EmulatorServer
+    from sphere_docs.services.emulator import EmulatorServer
 
     with EmulatorServer(token=access_token, start_delay=0) as dead:
         url = dead.url
@@ -541,7 +541,7 @@ def test_alone_placeholder_when_the_api_is_down(access_token, tmp_path, caplog: 
     assert_no_leak([out, *(r.getMessage() for r in caplog.records)])
 
 
-# --------------------------------------------------------------------------- what is code (sphere_docs.fences)
+# --------------------------------------------------------------------------- what is code (sphere_docs.syntax.fences)
 
 ENGINES = {"superfences": ["pymdownx.superfences"], "fenced_code": ["fenced_code"]}
 

@@ -38,9 +38,9 @@ from mkdocs.exceptions import Abort
 from sphinx_fixtures import build as sphinx_build
 from sphinx_fixtures import ours as sphere_warnings
 
-from sphere_docs.check import check_paths
+from sphere_docs.core.options import OPTIONS
 from sphere_docs.markdown import DirectiveError
-from sphere_docs.options import OPTIONS
+from sphere_docs.tools.check import check_paths
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 SDK_HOST = "12345678.containers.sphere-engine.com"
@@ -197,8 +197,8 @@ THREE_RST = "Lesson.\n\n" + rst_embed(":heigth: 300px", ":height: tall", ":mode:
 def every_problem(engine: str, tmp_path: Path, make_app: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
     """Every located sentence the engine reported for the one embed of THREE_MD / THREE_RST."""
     if engine == "plain":  # used alone, the first stops the conversion; deferred, all are collected
+        from sphere_docs.core.settings import SiteSettings
         from sphere_docs.markdown import SphereWorkspaceExtension
-        from sphere_docs.settings import SiteSettings
 
         ext = SphereWorkspaceExtension(settings=SiteSettings(**EXTENSION_SETTINGS), deferred=True)
         md = markdown.Markdown(extensions=["pymdownx.superfences", ext])

@@ -27,10 +27,10 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
 
-from sphere_docs.client import ContainersClient
-from sphere_docs.emulator import EmulatorServer
-from sphere_docs.naming import default_name
-from sphere_docs.options import WorkspaceSpec
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import WorkspaceSpec
+from sphere_docs.services.emulator import EmulatorServer
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 LAZY = "http://127.0.0.1:8124/workspaces"
@@ -553,8 +553,8 @@ def test_demo_builds_strict_against_the_emulator(emulator: EmulatorServer, tmp_p
     assert "data-sphere-lazy" in pages["lessons/02-lazy/index.html"]
     assert LOADER not in pages["index.html"]
     reference = pages["reference/options/index.html"] + pages["reference/settings/index.html"]
-    from sphere_docs.options import OPTIONS
-    from sphere_docs.settings import SETTINGS
+    from sphere_docs.core.options import OPTIONS
+    from sphere_docs.core.settings import SETTINGS
 
     for name in [*OPTIONS, *SETTINGS]:
         assert f"<code>{name}</code>" in reference, name

@@ -17,9 +17,9 @@ import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak, zensical_command
 from test_mkdocs import LAZY, LOADER, live, loader_right_after_body, run_build, workspace_ids
 
-from sphere_docs.emulator import EmulatorServer
-from sphere_docs.naming import default_name
-from sphere_docs.options import WorkspaceSpec
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import WorkspaceSpec
+from sphere_docs.services.emulator import EmulatorServer
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 PAGES = {
@@ -91,7 +91,7 @@ def test_mkdocs_themes(theme: str, emulator: EmulatorServer, tmp_path: Path) -> 
 
 def test_properdocs_finds_the_plugin_under_its_own_entry_point_group() -> None:
     names = {ep.name: ep.value for ep in entry_points(group="properdocs.plugins")}
-    assert names.get("sphere-workspaces") == "sphere_docs.mkdocs_:SphereWorkspacesPlugin"
+    assert names.get("sphere-workspaces") == "sphere_docs.engines.mkdocs:SphereWorkspacesPlugin"
 
 
 def test_properdocs_drop_in(emulator: EmulatorServer, tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_extension_listed_next_to_the_plugin_is_taken_over(emulator: EmulatorSer
 
 @pytest.mark.parametrize(("page", "ext_config", "sentence"), [
     (f"# L\n\n```{{sphere-workspace}} {P}\n:heigth: 300px\n```\n", {"mode": "lazy", "lazy_endpoint": LAZY},
-     "lesson.md:3: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: "),
+     "lesson.md:4: sphere-workspace: unknown option 'heigth' (did you mean 'height'?); valid options: "),
     ("# L\n", {"mode": "lazzy", "lazy_endpoint": LAZY},
      "sphere-workspaces: invalid value 'lazzy' for setting 'mode'; expected build | lazy"),
 ])

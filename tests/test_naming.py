@@ -5,15 +5,15 @@ from __future__ import annotations
 import markdown
 import pytest
 
-from sphere_docs.markdown import SphereWorkspaceExtension
-from sphere_docs.naming import (
+from sphere_docs.core.naming import (
     PageNamer,
     default_name,
     legacy_adoptions,
     legacy_default_name,
 )
-from sphere_docs.options import NAME_RE, OptionError, WorkspaceSpec, parse_options
-from sphere_docs.settings import SiteSettings
+from sphere_docs.core.options import NAME_RE, OptionError, WorkspaceSpec, parse_options
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.markdown import SphereWorkspaceExtension
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 Q = "5b4f1c2ad3e64e7f8a9b0c1d2e3f4a5b"
@@ -155,8 +155,8 @@ def test_a_build_adopts_the_workspaces_an_old_ledger_holds_under_positional_name
     """Upgrading sphere-docs creates nothing and orphans nothing: old entries are re-keyed."""
     import json
 
-    from sphere_docs.emulator import DEMO_PROJECT_ID
-    from sphere_docs.provision import EmbedRequest, Provisioner
+    from sphere_docs.pipeline.provision import EmbedRequest, Provisioner
+    from sphere_docs.services.emulator import DEMO_PROJECT_ID
 
     settings = SiteSettings.from_mapping({"endpoint": emulator.url, "cache": str(tmp_path / "cache"),
                                           "retries": 1})

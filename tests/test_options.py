@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sphere_docs.options import OPTIONS, OptionError, WorkspaceSpec, parse_options
+from sphere_docs.core.options import OPTIONS, OptionError, WorkspaceSpec, parse_options
 
 PROJECT = "eef024c1d14f46319517a65edafb5ee3"
 

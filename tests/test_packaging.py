@@ -11,15 +11,15 @@ import pytest
 import sphere_docs
 
 CORE = [
-    "sphere_docs", "sphere_docs.options", "sphere_docs.settings", "sphere_docs.errors",
-    "sphere_docs.html", "sphere_docs.client", "sphere_docs.provision", "sphere_docs.manifest",
-    "sphere_docs.markdown", "sphere_docs.endpoint", "sphere_docs.emulator", "sphere_docs.check",
-    "sphere_docs.site", "sphere_docs.rst", "sphere_docs.doctor",
-    "sphere_docs.cli",
+    "sphere_docs", "sphere_docs.core.options", "sphere_docs.core.settings", "sphere_docs.core.errors",
+    "sphere_docs.core.html", "sphere_docs.api.client", "sphere_docs.pipeline.provision", "sphere_docs.core.manifest",
+    "sphere_docs.markdown", "sphere_docs.endpoint", "sphere_docs.services.emulator", "sphere_docs.tools.check",
+    "sphere_docs.site", "sphere_docs.syntax.rst", "sphere_docs.tools.doctor",
+    "sphere_docs.tools.cli",
 ]
 
 
-@pytest.mark.parametrize("name", [*CORE, "sphere_docs.mkdocs_", "sphere_docs.sphinx"])
+@pytest.mark.parametrize("name", [*CORE, "sphere_docs.engines.mkdocs", "sphere_docs.sphinx"])
 def test_every_public_name_exists(name: str) -> None:
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
@@ -59,3 +59,13 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_site_layer_knows_the_plugin_by_its_entry_point() -> None:
+    """site.py recognises the MkDocs plugin without importing it: by the class pyproject names."""
+    from importlib.metadata import entry_points
+
+    from sphere_docs.site import MKDOCS_PLUGIN, MKDOCS_PLUGIN_CLASS
+
+    (entry,) = [e for e in entry_points(group="mkdocs.plugins") if e.name == MKDOCS_PLUGIN]
+    assert entry.value == MKDOCS_PLUGIN_CLASS

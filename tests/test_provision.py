@@ -19,13 +19,13 @@ import pytest
 import requests
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
-from sphere_docs.client import ContainersClient
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.errors import SettingsError
-from sphere_docs.manifest import ManifestError, read_manifest, write_manifest
-from sphere_docs.naming import default_name
-from sphere_docs.options import parse_options
-from sphere_docs.provision import (
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.core.manifest import ManifestError, read_manifest, write_manifest
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.pipeline.provision import (
     LEDGER_NAME,
     EmbedRequest,
     Ledger,
@@ -34,7 +34,7 @@ from sphere_docs.provision import (
     ProvisionError,
     Resolution,
 )
-from sphere_docs.settings import SiteSettings
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 SECOND_PROJECT = "5b4f1c2ad3e64e7f8a9b0c1d2e3f4a5b"
 UNKNOWN_PROJECT = "f" * 32
@@ -265,7 +265,7 @@ def test_checks_of_a_warm_ledger_overlap(emulator, tmp_path):
 
 
 def test_progress_is_reported(emulator, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="sphere_docs.provision")
+    caplog.set_level(logging.INFO, logger="sphere_docs.pipeline.provision")
     seen: list[tuple[int, int]] = []
     requests_ = [embed(f"p{i}.md") for i in range(12)]
     with Provisioner(site(emulator.url, tmp_path), progress=lambda d, t: seen.append((d, t))) as prov:
@@ -279,10 +279,10 @@ def test_progress_is_reported(emulator, tmp_path, caplog):
 WORKER = r"""
 import json, sys, time
 from pathlib import Path
-from sphere_docs.options import parse_options
-from sphere_docs.naming import default_name
-from sphere_docs.provision import EmbedRequest, Provisioner
-from sphere_docs.settings import SiteSettings
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.naming import default_name
+from sphere_docs.pipeline.provision import EmbedRequest, Provisioner
+from sphere_docs.core.settings import SiteSettings
 
 url, cache, go, who = sys.argv[1:5]
 pages = [f"shared{i}.md" for i in range(10)] + [f"{who}{i}.md" for i in range(5)]
@@ -328,10 +328,10 @@ def test_two_processes_on_one_ledger(emulator, tmp_path):
 
 LOOPER = r"""
 import sys
-from sphere_docs.options import parse_options
-from sphere_docs.naming import default_name
-from sphere_docs.provision import EmbedRequest, Provisioner
-from sphere_docs.settings import SiteSettings
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.naming import default_name
+from sphere_docs.pipeline.provision import EmbedRequest, Provisioner
+from sphere_docs.core.settings import SiteSettings
 
 url, cache = sys.argv[1:3]
 settings = SiteSettings.from_mapping({"endpoint": url, "cache": cache})
@@ -461,7 +461,7 @@ def test_dead_api_with_fallbacks(emulator, tmp_path, dead, policy, caplog):
     assert {r.fallback for r in result.values()} == {policy}
     assert all(r.workspace_id is None and r.reason for r in result.values())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and r.name == "sphere_docs.provision"]
+                and r.name == "sphere_docs.pipeline.provision"]
     assert len(warnings) == 3
     assert any(w.startswith("sphere-workspaces: lessons/one.md:12: workspace for project "
                             f"{DEMO_PROJECT_ID} unavailable (") for w in warnings)

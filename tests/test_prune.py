@@ -9,13 +9,13 @@ import pytest
 import requests
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
-from sphere_docs.cli import main
-from sphere_docs.client import ContainersClient
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.naming import default_name
-from sphere_docs.options import parse_options
-from sphere_docs.provision import EmbedRequest, Ledger, Provisioner, prune
-from sphere_docs.settings import SiteSettings
+from sphere_docs.api.client import ContainersClient
+from sphere_docs.core.naming import default_name
+from sphere_docs.core.options import parse_options
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.pipeline.provision import EmbedRequest, Ledger, Provisioner, prune
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.tools.cli import main
 
 
 def site(url: str, cache: Path) -> SiteSettings:

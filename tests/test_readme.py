@@ -11,9 +11,9 @@ import pytest
 import yaml
 from sphinx_fixtures import build, warnings_of
 
-from sphere_docs.endpoint.config import ENV_VARS, markdown_table
-from sphere_docs.options import OPTIONS
-from sphere_docs.settings import SETTINGS, SiteSettings, settings_table
+from sphere_docs.core.options import OPTIONS
+from sphere_docs.core.settings import SETTINGS, SiteSettings, settings_table
+from sphere_docs.services.endpoint.config import ENV_VARS, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -56,22 +56,22 @@ def test_settings_table_lists_every_setting_with_its_conf_py_name() -> None:
 
 def test_settings_table_is_the_declared_one() -> None:
     """Names, defaults and meanings come from the declarations; regenerate the table with
-    ``python3 -c 'from sphere_docs.settings import settings_table; print(settings_table())'``."""
+    ``python3 -c 'from sphere_docs.core.settings import settings_table; print(settings_table())'``."""
     start = README.index("| `mkdocs.yml` | `conf.py` |")
     assert README[start:].split("\n\n", 1)[0] == settings_table()
 
 
 def test_endpoint_table_is_generated_from_the_settings() -> None:
     """The deployer's table is ``markdown_table()``: every variable, its flag (none for a secret), its help."""
-    assert markdown_table() in README, "paste markdown_table() of sphere_docs.endpoint.config into the README"
+    assert markdown_table() in README, "paste markdown_table() of sphere_docs.services.endpoint.config into the README"
     for field, (var, _doc) in ENV_VARS.items():
         assert f"| `{var.removeprefix('SPHERE_ENDPOINT_')}` |" in markdown_table(), field
 
 
 def test_error_example_is_the_real_message() -> None:
     """The README's three problems are what the extension reports for that embed at line 12."""
+    from sphere_docs.core.settings import SiteSettings
     from sphere_docs.markdown import SphereWorkspaceExtension
-    from sphere_docs.settings import SiteSettings
 
     shown = re.findall(r"^docs/lessons/intro\.md:1\d: .*$", README, flags=re.M)
     ext = SphereWorkspaceExtension(settings=SiteSettings(), deferred=True)

@@ -47,10 +47,10 @@ from sphinx_fixtures import build as sphinx_build
 from sphinx_fixtures import copy_root
 from test_mkdocs import LAZY, P, make_site
 
-from sphere_docs.client import MESSAGE_MAX, ContainersClient, SphereEngineError
-from sphere_docs.emulator import EmulatorServer
-from sphere_docs.emulator.app import ECHO_ENCODINGS, ECHO_FORMATS
-from sphere_docs.redact import MIN_SECRET_LEN, WITHHELD, clean_snippet, redact
+from sphere_docs.api.client import MESSAGE_MAX, ContainersClient, SphereEngineError
+from sphere_docs.core.redact import MIN_SECRET_LEN, WITHHELD, clean_snippet, redact
+from sphere_docs.services.emulator import EmulatorServer
+from sphere_docs.services.emulator.app import ECHO_ENCODINGS, ECHO_FORMATS
 
 #: Runs of 8 alphanumerics between characters that every encoding rewrites, so a leak
 #: through any escaping is still caught by the raw scan, and each encoding changes something.
@@ -61,7 +61,7 @@ RUN = MIN_SECRET_LEN
 
 def encodings(token: str) -> dict[str, str]:
     """The token in every form a server or our own output could give it (written independently
-    of ``sphere_docs.redact``, which must mask all of these)."""
+    of ``sphere_docs.core.redact``, which must mask all of these)."""
     special = [c for c in token if not c.isalnum()]
     raw = token.encode()
     forms = {
@@ -184,7 +184,7 @@ def assert_clean(texts: list[str], **context: Any) -> None:
 
 
 def test_the_forms_are_what_the_emulator_echoes() -> None:
-    from sphere_docs.emulator.app import encode_token
+    from sphere_docs.services.emulator.app import encode_token
 
     for name in ECHO_ENCODINGS:
         assert encode_token(TOKEN, name) in FORMS.values(), name

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from sphere_docs.client import (
+from sphere_docs.api.client import (
     IDEMPOTENT_METHODS,
     NOT_PROCESSED_STATUSES,
     RETRY_STATUSES,
@@ -28,7 +28,7 @@ from sphere_docs.client import (
     TransportError,
     retried_statuses,
 )
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 RETRIES = 2
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

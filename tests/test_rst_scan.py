@@ -1,4 +1,4 @@
-"""reStructuredText read by docutils itself (:mod:`sphere_docs.rst`, used by ``check``).
+"""reStructuredText read by docutils itself (:mod:`sphere_docs.syntax.rst`, used by ``check``).
 
 The pages here are where a hand-written scanner and docutils disagree; each test
 pins docutils' answer (what a Sphinx build does), and the line of each option.
@@ -11,8 +11,8 @@ import io
 from docutils.core import publish_doctree
 from docutils.parsers.rst import directives, roles
 
-from sphere_docs import rst
-from sphere_docs.check import scan_rst
+from sphere_docs.syntax import rst
+from sphere_docs.tools.check import scan_rst
 
 P = "eef024c1d14f46319517a65edafb5ee3"
 CSS = "a CSS length such as 600px, 70vh, 40em or 100%"

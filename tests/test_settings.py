@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sphere_docs.errors import SettingsError
-from sphere_docs.settings import SETTINGS, SiteSettings, parse_endpoint
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.core.settings import SETTINGS, SiteSettings, parse_endpoint
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_mkdocs_config_lists_exactly_the_declared_settings() -> None:
     pytest.importorskip("mkdocs")
     from mkdocs.config import config_options as c
 
-    from sphere_docs.mkdocs_ import SphereWorkspacesConfig
+    from sphere_docs.engines.mkdocs import SphereWorkspacesConfig
 
     schema = dict(SphereWorkspacesConfig._schema)
     assert list(schema) == list(SETTINGS)
@@ -113,7 +113,7 @@ def test_sphinx_registers_exactly_the_declared_settings() -> None:
     pytest.importorskip("sphinx")
     from sphinx.config import Config
 
-    from sphere_docs.sphinx.config import register
+    from sphere_docs.engines.sphinx.config import register
 
     config = Config()
     register(SimpleNamespace(add_config_value=config.add))  # what Sphinx.add_config_value does

@@ -34,7 +34,7 @@ from sphinx_fixtures import (
     warnings_of,
 )
 
-from sphere_docs.client import ContainersClient
+from sphere_docs.api.client import ContainersClient
 
 EMBED_PAGES = {"index.html": 1, "lesson.html": 2, "mystpage.html": 1}
 CREATES = "POST /workspaces"
@@ -98,7 +98,7 @@ def test_prune_after_incremental_builds_keeps_unchanged_pages(make_app, emulator
     """Incremental builds resolve only changed documents; prune must still see every embed as used."""
     import io
 
-    from sphere_docs.provision import prune
+    from sphere_docs.pipeline.provision import prune
 
     src = copy_root("sphere-basic", tmp_path)
     build(make_app, src, emulator=emulator)

@@ -24,7 +24,7 @@ from conftest import assert_no_leak
 from sphinx_fixtures import build, copy_root, frames, html_pages, warnings_of
 from werkzeug.serving import make_server
 
-from sphere_docs.endpoint import create_app
+from sphere_docs.services.endpoint import create_app
 
 pytestmark = pytest.mark.browser
 

@@ -24,10 +24,10 @@ from conftest import SECRET_TOKEN, assert_no_leak
 from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 
-from sphere_docs.emulator import DEMO_PROJECT_ID, EmulatorServer
-from sphere_docs.errors import SettingsError
-from sphere_docs.provision import Ledger
-from sphere_docs.settings import SiteSettings
+from sphere_docs.core.errors import SettingsError
+from sphere_docs.core.settings import SiteSettings
+from sphere_docs.pipeline.provision import Ledger
+from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 
 GET = "GET /workspaces/{id}"
 POST = "POST /workspaces"
@@ -142,7 +142,7 @@ def test_the_setting_is_validated(value: object) -> None:
 
 
 def test_doctor_still_checks_everything(emulator: EmulatorServer, tmp_path: Path) -> None:
-    from sphere_docs.doctor import run_doctor
+    from sphere_docs.tools.doctor import run_doctor
 
     config = mkdocs_site(tmp_path, emulator.url)
     mkdocs_build(load_config(str(config)))

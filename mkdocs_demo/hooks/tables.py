@@ -1,16 +1,16 @@
 """MkDocs hook of the demo: the reference tables come from the shared schema.
 
 A line ``<!-- sphere-docs: options table -->`` (or ``settings table``) in a page
-is replaced by a Markdown table built from :data:`sphere_docs.options.OPTIONS`
-(or :data:`sphere_docs.settings.SETTINGS`), so the docs cannot drift from the code.
+is replaced by a Markdown table built from :data:`sphere_docs.core.options.OPTIONS`
+(or :data:`sphere_docs.core.settings.SETTINGS`), so the docs cannot drift from the code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sphere_docs.options import OPTIONS
-from sphere_docs.settings import SETTINGS
+from sphere_docs.core.options import OPTIONS
+from sphere_docs.core.settings import SETTINGS
 
 
 def _cell(text: object) -> str:

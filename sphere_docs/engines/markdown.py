@@ -14,7 +14,7 @@ provisioning.  Used alone, a document's build-mode workspaces are created or
 reused as it converts, and the SDK loader goes before its first embed.  The
 MkDocs plugin constructs it with ``settings=`` and ``deferred=True`` instead:
 build-mode embeds then leave a marker the plugin fills in once the whole
-site's workspaces are known (``sphere_docs.mkdocs_``).
+site's workspaces are known (``sphere_docs.engines.mkdocs``).
 
 Zensical (0.0.x) runs Markdown extensions with no page hook and no error
 channel: the page being converted is read from its context preprocessor, and
@@ -34,19 +34,23 @@ from typing import Any
 from markdown import Markdown
 
 from .. import pipeline
-from ..errors import SettingsError
+from ..core.errors import SettingsError
 from ..pipeline import Embed
 from ..syntax.markdown import (
+    COLON_FENCE_MESSAGE,
     DIRECTIVE,
     DIRECTIVE_MARK,
+    EXTENSION_NAMES,
     DirectiveError,
     DirectiveExtension,
     DirectiveWarning,
 )
 
 __all__ = [
+    "COLON_FENCE_MESSAGE",
     "DIRECTIVE",
     "DIRECTIVE_MARK",
+    "EXTENSION_NAMES",
     "DirectiveError",
     "DirectiveWarning",
     "Embed",

@@ -8,14 +8,14 @@ extensions)::
 
 or, under MkDocs/ProperDocs, through the ``sphere-workspaces`` plugin, which
 appends a configured *instance* of :class:`SphereWorkspaceExtension` and
-resolves every build-mode embed of the build at once (``sphere_docs.mkdocs_``).
+resolves every build-mode embed of the build at once (``sphere_docs.engines.mkdocs``).
 
 How the directive is found, and why it survives nesting
 -------------------------------------------------------
 Fences are a line-level construct, so (like ``pymdownx.superfences``) a
 preprocessor reads the source line by line *before* ``fenced_code`` /
 ``superfences`` / ``html_block`` see it.  What is code is decided by
-:mod:`sphere_docs.fences`, with the rules of the fence extension this
+:mod:`sphere_docs.syntax.fences`, with the rules of the fence extension this
 ``Markdown`` instance runs (superfences', fenced_code's, or none), so the scan
 and the renderer agree on every other fence; the directive's own fence follows
 superfences' rules in every mode (and may also start on a list item's line).
@@ -90,13 +90,14 @@ from markdown.preprocessors import Preprocessor
 from markdown.treeprocessors import Treeprocessor
 from markdown.util import AtomicString, code_escape
 
-from .. import catalog, fences, html
-from ..catalog import Code, Problem
-from ..embed import Embed, name_embed
-from ..errors import SettingsError, SphereDocsError
-from ..naming import PageNamer
-from ..options import OptionError, WorkspaceSpec, parse_options
-from ..settings import SETTINGS, SiteSettings
+from ..core import catalog, html
+from ..core.catalog import Code, Problem
+from ..core.embed import Embed, name_embed
+from ..core.errors import SettingsError, SphereDocsError
+from ..core.naming import PageNamer
+from ..core.options import OptionError, WorkspaceSpec, parse_options
+from ..core.settings import SETTINGS, SiteSettings
+from . import fences
 
 __all__ = [
     "DIRECTIVE",
@@ -115,7 +116,7 @@ DIRECTIVE_MARK = "{" + DIRECTIVE + "}"
 #: how a ``markdown_extensions`` list can name this extension (entry point, module)
 EXTENSION_NAMES = ("sphere_workspaces", "sphere_docs.markdown")
 
-#: the text after the fence characters of a directive's opening line (see sphere_docs.fences)
+#: the text after the fence characters of a directive's opening line (see sphere_docs.syntax.fences)
 _DIRECTIVE_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}(?P<arg>(?:[ \t].*)?)$")
 #: the text after a ``:::`` colon fence naming the directive (MyST syntax: text in Python-Markdown)
 _COLON_INFO_RE = re.compile(r"^[ \t]*\{" + DIRECTIVE + r"\}")
@@ -309,7 +310,7 @@ def _inside_code_html(text: str, pos: int) -> bool:
 
 def _fence_rules(md: Markdown) -> tuple[str, dict[str, Any]]:
     """The fence rules of ``md`` (what its ``fenced_code_block`` preprocessor is) and the hooks
-    that let :func:`sphere_docs.fences.scan` ask the live preprocessor what its configuration
+    that let :func:`sphere_docs.syntax.fences.scan` ask the live preprocessor what its configuration
     decides (asked only when needed: this runs for every page with a directive)."""
     if "fenced_code_block" not in md.preprocessors:
         return fences.NO_FENCES, {}
@@ -337,7 +338,7 @@ def _superfences_header(pre: Any) -> Callable[[str, int], bool]:
     A bare fence or a language alone, with no custom fence of that name (nor a ``*``
     one), passes the default validator whatever the settings: no need to ask.  When
     the preprocessor is not superfences' (or its internals changed), the verdict is
-    :func:`sphere_docs.fences.superfences_header_ok` (superfences' defaults).
+    :func:`sphere_docs.syntax.fences.superfences_header_ok` (superfences' defaults).
     """
     live: list[Any] = []  # [start pattern, custom fence names, methods...] once asked
 
@@ -454,7 +455,7 @@ class _DirectivePreprocessor(Preprocessor):
         rules, hooks = self._rules
         # every directive becomes one marker line at its prefix: to the fence preprocessors that
         # run after us, that line is what the directive's fence was, a line that is no fence
-        # (sphere_docs.fences), so every other fence stays where the engine finds it
+        # (sphere_docs.syntax.fences), so every other fence stays where the engine finds it
         out: list[str] = []
         done = 0
         for block in fences.scan(lines, rules, _DIRECTIVE_INFO_RE, colon=_COLON_INFO_RE, **hooks):
@@ -940,7 +941,7 @@ class DirectiveExtension(Extension):
     engine adapter overrides (``sphere_docs.engines.markdown``).
 
     Configuration (all optional): the site settings of
-    :data:`sphere_docs.settings.SETTINGS` plus ``page``, the document's path.
+    :data:`sphere_docs.core.settings.SETTINGS` plus ``page``, the document's path.
     ``deferred=True``: problems are collected per page (:meth:`finish_page`)
     instead of raised, as a whole-site engine or ``check`` wants.
     """

@@ -1,7 +1,7 @@
 """Demo-only directives: the option and setting tables, generated from the shared schema.
 
 ``.. sphere-options-table::`` and ``.. sphere-settings-table::`` render
-:data:`sphere_docs.options.OPTIONS` and :data:`sphere_docs.settings.SETTINGS`,
+:data:`sphere_docs.core.options.OPTIONS` and :data:`sphere_docs.core.settings.SETTINGS`,
 so the reference page can never drift from what the code accepts.
 """
 
@@ -9,8 +9,8 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
-from sphere_docs.options import OPTIONS
-from sphere_docs.settings import SETTINGS
+from sphere_docs.core.options import OPTIONS
+from sphere_docs.core.settings import SETTINGS
 
 
 def _cell(text):

@@ -13,7 +13,7 @@
  *     <div class="se-workspace sphere-workspace__frame" data-id hidden>
  *
  * Flow: on click (launch=click), when scrolled near (visible) or at once (load), POST
- * {project_id, page, name, claim?} to data-endpoint (protocol: sphere_docs/endpoint/app.py),
+ * {project_id, page, name, claim?} to data-endpoint (protocol: sphere_docs/services/endpoint/app.py),
  * fill data-workspace / data-workspace-token / data-features on the .se-workspace element and
  * render it with SE.ready(() => SE.workspace(id) || SE.create(id, el)).  The wrapper's
  * data-sphere-state (starting | ready | failed) drives the CSS; the status line announces it.

@@ -1,1 +1,0 @@
-"""One module per ``sphere-docs`` subcommand; see :mod:`sphere_docs.cli`."""

@@ -1,0 +1,1 @@
+"""One module per ``sphere-docs`` subcommand; see :mod:`sphere_docs.tools.cli`."""
