@@ -6,8 +6,8 @@
 Each reader is a distinct client (``X-Forwarded-For`` 10.x.y.z, ``SPHERE_ENDPOINT_TRUST_PROXY=1``)
 arriving at a uniform pattern: reader i clicks at ``i * window / N``.  The time of one reader runs
 from the click (its connection is opened) to the answer carrying a workspace id; a 429 ``busy``
-(the in-flight cap) is retried after its ``Retry-After``, as a reader does with the page's
-"Try again", and the time counts until success.  The emulator (its own process, a fresh one per
+(the in-flight cap) is retried after its ``Retry-After``, as the page does by itself, and the
+time counts until success.  The emulator (its own process, a fresh one per
 row) answers each create after ``--latency`` seconds.  Rows:
 
 * ``direct``: the same burst straight to the emulator's ``POST /api/v1/workspaces``;

@@ -21,7 +21,9 @@ from sphere_docs.core import html
 
 STATIC = Path(html.__file__).resolve().parent.parent / "static"
 SRC = STATIC / "src"
-BUDGET = 2048  # bytes of gzip for script + CSS together (issue 5)
+# bytes of gzip for script + CSS together: 2 KB (issue 5), plus 64 B for the page's own retry on
+# 429 busy (issue 15: at 2,041 B before it, what it needs did not fit by trimming the rest)
+BUDGET = 2048 + 64
 
 
 def gz(text: str) -> int:

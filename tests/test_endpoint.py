@@ -288,7 +288,7 @@ def test_the_in_flight_cap_answers_busy_at_once(endpoint_factory: Any, emulator:
             break
         time.sleep(0.01)
     answer = ep.post(client="198.51.100.1")
-    body = error(answer, 429, "busy", "Many readers are starting workspaces right now; retrying shortly.")
+    body = error(answer, 429, "busy", "Many readers are starting workspaces right now.")
     assert body["retry_after"] == 1 and answer.headers["Retry-After"] == "1"
     for t in threads:
         t.join()

@@ -235,7 +235,7 @@ def test_the_in_flight_cap_is_deployment_wide(two_apps: Any, emulator: Any) -> N
     thread.start()
     until(lambda: a.app.limits.store.in_flight() >= 1, "a create in flight")
     answer = b.post(client="203.0.113.2")
-    error(answer, 429, "busy", "Many readers are starting workspaces right now; retrying shortly.")
+    error(answer, 429, "busy", "Many readers are starting workspaces right now.")
     assert answer.headers["Retry-After"] == "1"
     thread.join()
     assert slow == [200]

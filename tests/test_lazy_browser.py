@@ -253,6 +253,56 @@ def test_upstream_failure_message_and_retry(context: Any, site: Site, endpoint: 
     wait_ready(page)
 
 
+def test_an_api_429_of_one_second_is_not_retried_by_the_page(context: Any, site: Site, endpoint: LazyEndpoint,
+                                                             emulator: Any) -> None:
+    """Only the endpoint's own ``busy`` is retried by the page: the API's 429 (like the rate and
+    budget 429s) waits for the reader; and one second is "1 second"."""
+    url = site.write("index.html", page_html(emulator, embed(endpoint.url)))
+    page, _ = open_page(context, url)
+    emulator.set_faults(sequence=[429], retry_after=1, routes=["POST /workspaces"])
+    page.get_by_role("button", name="Start workspace").click()
+    page.wait_for_function("document.querySelector('[data-sphere-lazy]').dataset.sphereState === 'failed'")
+    assert status(page).text_content() == "The workspace service is busy right now. Try again in 1 second."
+    page.wait_for_timeout(2500)  # longer than the wait plus the page's jitter: nothing is sent meanwhile
+    assert emulator.count("POST /workspaces") == 1
+    assert page.locator("[data-sphere-lazy]").get_attribute("data-sphere-state") == "failed"
+
+
+BUSY = "Starting your workspace\u2026 (busy, retrying)"
+
+
+def test_busy_is_retried_by_the_page_itself(context: Any, site: Site, make_endpoint: Any, emulator: Any,
+                                           artifacts_dir: Path) -> None:
+    """Two embeds start at once against an endpoint that lets one create wait on a slow API
+    (``inflight=1``): the second is answered 429 busy, says so calmly, retries after
+    Retry-After by itself and gets its workspace, without a click."""
+    ep = make_endpoint(inflight=1)
+    emulator.set_faults(latency=1.5, routes=["POST /workspaces"])
+    body = embed(ep.url, 0, launch="load") + embed(ep.url, 1, caption="The second exercise.", launch="load")
+    url = site.write("index.html", page_html(emulator, body))
+    answers: list[tuple[int, str]] = []
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "429" not in m.text else None)
+    page.on("response", lambda r: answers.append((r.status, r.headers.get("retry-after", "")))
+            if r.url == ep.url + "/workspaces" and r.request.method == "POST" else None)
+    page.goto(url)
+    # one of them is told busy and keeps starting, with the calm status, the button still disabled
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('.sphere-workspace__status')].some(s => s.textContent === t)", arg=BUSY)
+    busy = next(n for n in (0, 1) if status(page, n).text_content() == BUSY)
+    box = page.locator("[data-sphere-lazy]").nth(busy)
+    assert box.get_attribute("data-sphere-state") == "starting"
+    assert box.locator(".sphere-workspace__start").get_attribute("aria-disabled") == "true"
+    page.screenshot(path=str(artifacts_dir / "lazy-light-busy-retrying.png"), full_page=True)
+    first, second = wait_ready(page, 0), wait_ready(page, 1)
+    assert first != second
+    assert (429, "1") in answers and answers.count((200, "")) == 2
+    assert emulator.count("POST /workspaces") == 2  # a busy answer never reached the API
+    assert errors == []
+
+
 def test_a_stale_claim_is_dropped(context: Any, site: Site, endpoint: LazyEndpoint, emulator: Any) -> None:
     url = site.write("index.html", page_html(emulator, embed(endpoint.url)))
     page, _ = open_page(context, url)

@@ -83,6 +83,24 @@ intent's time window, never entered, owned by no ledger entry, the only such
 candidate); nothing in a workspace says who created it, and a reader's lazy
 workspace is entered as soon as it is created, so it is never adopted.  The
 client itself never lists to "find ours".
+
+Connections
+-----------
+Each thread calling a client has its own connection to the API, kept alive from
+one call to the next (no TCP and TLS handshake per call): its own
+:class:`requests.adapters.HTTPAdapter` with a pool of one (requests does not
+promise a ``Session`` is thread-safe, and an adapter per thread needs none).
+A connection idle for more than :data:`KEEPALIVE_IDLE` seconds is not reused:
+servers close idle connections after a few seconds, and a create sent on a
+connection the server is just closing fails in a way that cannot be told apart
+from a create that was performed.  Requests are prepared directly, as requests
+would prepare them (same URL, form body and headers), without a ``Session``:
+no cookies, auth or hooks apply to the API, and merging them cost the lazy
+endpoint more CPU than the exchange itself.  The environment is read once, when
+the client is made: the proxy for the API host (``HTTPS_PROXY``/``HTTP_PROXY``,
+``NO_PROXY``) and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``; ``~/.netrc`` is not
+consulted (the token is the API's only credential).  An injected ``session``
+is used as given, by every thread, through ``Session.request``.
 """
 
 from __future__ import annotations
@@ -90,8 +108,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -99,6 +120,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
@@ -165,6 +187,8 @@ BACKOFF_MAX = 8.0
 #: longest text of the server's that an error message quotes (after masking)
 MESSAGE_MAX = 200
 RETRY_AFTER_MAX = 30.0
+#: seconds after which an idle kept-alive connection is closed instead of reused (see the module docstring)
+KEEPALIVE_IDLE = 2.0
 
 
 # --------------------------------------------------------------------------- errors
@@ -458,11 +482,13 @@ _RETRY_HAS_OTHER = "other" in inspect.signature(Retry.__init__).parameters
 
 
 class ContainersClient:
-    """The Containers workspace API on one ``requests.Session``.
+    """The Containers workspace API, on one ``requests.Session`` per thread (or the one given).
 
     ``api_base`` is e.g. ``https://12345678.containers.sphere-engine.com/api/v1``
     (``SiteSettings.api.api_base``).  Thread-safe for concurrent calls (the
-    provisioner shares one client between its worker threads).
+    provisioner and the lazy endpoint share one client between their threads);
+    see *Connections* in the module docstring.  ``pool_size`` sizes the pool of
+    an injected ``session``; a thread's own session needs one connection.
     """
 
     def __init__(
@@ -491,8 +517,6 @@ class ContainersClient:
         register_secret(token)
         install_log_redaction()
 
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
         extra: dict[str, Any] = {"other": 0} if _RETRY_HAS_OTHER else {}  # urllib3 >= 1.26.?
         retry = _ApiRetry(
             **extra,
@@ -509,9 +533,62 @@ class ContainersClient:
             raise_on_redirect=False,
         )
         retry.retry_after_cap = float(retry_after_max)
-        size = max(1, int(pool_size))
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=size)
-        self._session.mount(f"{parts.scheme}://{parts.netloc}/", adapter)
+        self._retry = retry
+        self._shared = session  # None: each thread has its own adapter (_adapter)
+        if session is not None:
+            size = max(1, int(pool_size))
+            prefix = f"{parts.scheme}://{parts.netloc}/"
+            session.mount(prefix, HTTPAdapter(max_retries=retry, pool_connections=2, pool_maxsize=size))
+        # The environment, read once (requests reads it on every call): see the module docstring.
+        self._proxies = requests.utils.get_environ_proxies(self.api_base)
+        self._verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        base = requests.PreparedRequest()
+        base.prepare_url(self.api_base, None)  # the URL as requests would send it (IDNA, quoting)
+        self._url_base = str(base.url).rstrip("/")
+        self._local = threading.local()
+        self._adapters: weakref.WeakSet[HTTPAdapter] = weakref.WeakSet()
+        self._adapters_lock = threading.Lock()
+
+    def _adapter(self) -> HTTPAdapter:
+        """This thread's transport to the API (made on its first call), its connection kept alive."""
+        local = self._local
+        now = time.monotonic()
+        adapter: HTTPAdapter | None = getattr(local, "adapter", None)
+        if adapter is None:
+            adapter = HTTPAdapter(max_retries=self._retry, pool_connections=2, pool_maxsize=1)
+            local.adapter = adapter
+            with self._adapters_lock:
+                self._adapters.add(adapter)
+        elif now - local.used > KEEPALIVE_IDLE:
+            adapter.close()  # the idle connection goes; the adapter connects afresh
+        local.used = now
+        return adapter
+
+    def _send(self, method: str, path: str, query: Mapping[str, Any],
+              data: Mapping[str, str] | None) -> requests.Response:
+        """One HTTP exchange (with the adapter's retries); raises ``requests`` exceptions."""
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        timeout = (self.timeout, self.timeout)
+        if self._shared is not None:
+            return self._shared.request(method, self.api_base + path, params=query, data=data, headers=headers,
+                                        timeout=timeout, allow_redirects=False)
+        # No session: nothing of one (auth, cookies, hooks, the environment) applies to the
+        # API, and merging them costs more CPU than the exchange itself.  The request is the
+        # one requests would prepare: the same URL, form body and headers.
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = f"{self._url_base}{path}?{urlencode(query, doseq=True)}"
+        body = urlencode(data, doseq=True).encode("utf-8") if data else None
+        headers.update({"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"})
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+        prepared.headers = CaseInsensitiveDict(headers)
+        prepared.body = body
+        return self._adapter().send(prepared, stream=False, timeout=timeout, verify=self._verify, cert=None,
+                                    proxies=self._proxies)
 
     @classmethod
     def from_settings(cls, settings: SiteSettings, **kw: Any) -> ContainersClient:
@@ -531,8 +608,11 @@ class ContainersClient:
         self.close()
 
     def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
+        """Close every thread's connection (an injected session is the caller's to close)."""
+        with self._adapters_lock:
+            adapters = list(self._adapters)
+        for adapter in adapters:
+            adapter.close()
 
     # -- API methods
 
@@ -668,15 +748,7 @@ class ContainersClient:
         failure: SphereEngineError | None = None
         response: requests.Response | None = None
         try:
-            response = self._session.request(
-                method,
-                self.api_base + path,
-                params=query,
-                data=data,
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                timeout=(self.timeout, self.timeout),
-                allow_redirects=False,
-            )
+            response = self._send(method, path, query, data)
             body = response.content  # read inside the try: a cut-off body raises here
         except requests.RequestException as exc:
             # Build our own error from token-free parts; raise it *after* this block so

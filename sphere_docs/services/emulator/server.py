@@ -1,7 +1,19 @@
-"""The emulator on a real, threaded loopback HTTP server (werkzeug)."""
+"""The emulator on a real, threaded loopback HTTP server (werkzeug).
+
+Connections are kept alive (HTTP/1.1), as the real API's are: werkzeug's own
+handler closes every connection, so :class:`_Handler` answers each request
+itself, with the whole body read first and a ``Content-Length`` on every
+answer.  An idle connection is closed after :data:`IDLE_TIMEOUT` seconds, a
+request with a chunked or large body gets werkzeug's handling (and
+``Connection: close``), and :meth:`EmulatorServer.stop` closes the open
+connections too, so a stopped emulator refuses like a stopped server.  Keep-alive
+is transport only: the API's behaviour is the same on a new connection.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import socket
 import struct
@@ -10,19 +22,84 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, connection_dropped_errors
 
 from .app import EmulatorApp, FaultPlan
 
 __all__ = ["EmulatorServer"]
 
 _SECRET_QUERY = re.compile(r"((?:access_token|token)=)[^&\s]+")
+#: seconds an idle kept-alive connection stays open (also the limit for reading a request)
+IDLE_TIMEOUT = 10.0
+#: largest request body read ahead on a kept-alive connection (larger: werkzeug's handling, then close)
+BODY_MAX = 1 << 20
+_NO_BODY = frozenset({204, 304})
 
 
 class _Handler(WSGIRequestHandler):
-    """Werkzeug's handler, quiet unless the server was asked to log requests."""
+    """Werkzeug's handler with HTTP/1.1 keep-alive, quiet unless the server was asked to log requests."""
 
     server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+
+    def run_wsgi(self) -> None:
+        length = (self.headers.get("Content-Length") or "0").strip()
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower() \
+                or not length.isdigit() or int(length) > BODY_MAX:
+            self.close_connection = True
+            return super().run_wsgi()  # says Connection: close itself
+        environ = self.environ = self.make_environ()
+        # The whole body first, so nothing of it is left to be read as the next request.
+        environ["wsgi.input"] = io.BytesIO(self.rfile.read(int(length)) if int(length) else b"")
+        answer: list[Any] = []
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return written.append
+
+        try:
+            body_iter = self.server.app(environ, start_response)
+            try:
+                written.extend(body_iter)
+            finally:
+                if hasattr(body_iter, "close"):
+                    body_iter.close()
+        except connection_dropped_errors as exc:  # also an emulated reset: no answer at all
+            self.connection_dropped(exc, environ)
+            return
+        except Exception as exc:
+            self.close_connection = True
+            answer[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain; charset=utf-8")]]
+            written[:] = [b"Internal Server Error"]
+            self.server.log("error", f"Error on request: {type(exc).__name__}: {exc}")
+        status, headers = answer
+        code_text, _, reason = status.partition(" ")
+        code = int(code_text)
+        body = b"".join(written)
+        self.send_response(code, reason)
+        has_length = False
+        for key, value in headers:
+            lower = key.lower()
+            if lower in ("connection", "transfer-encoding", "keep-alive"):
+                continue
+            has_length = has_length or lower == "content-length"
+            self.send_header(key, value)
+        if not has_length and code not in _NO_BODY and code >= 200 and environ["REQUEST_METHOD"] != "HEAD":
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        # Head and body in one write: two small writes on a kept-alive connection would
+        # wait for the client's delayed ACK (Nagle), 40 ms per answer.
+        self._headers_buffer.append(b"\r\n")
+        if body and environ["REQUEST_METHOD"] != "HEAD":
+            self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.server.log_requests:
@@ -42,7 +119,27 @@ class _Handler(WSGIRequestHandler):
 class _Server(ThreadedWSGIServer):
     log_requests = False
 
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.open_connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def close_open_connections(self) -> None:
+        """Wake every handler waiting on a kept-alive connection: the connection closes."""
+        with self._connections_lock:
+            connections = list(self.open_connections)
+        for sock in connections:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
+
     def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.discard(request)
         # An emulated reset armed SO_LINGER (on, 0): skip shutdown(SHUT_WR), which
         # would send FIN first, so close() sends a bare RST as a crashed peer would.
         try:
@@ -122,6 +219,7 @@ class EmulatorServer:
         self.app.close()
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_open_connections()
         self._thread.join(timeout=5)
 
     def serve_until_interrupted(self) -> None:

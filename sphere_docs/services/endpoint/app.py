@@ -9,7 +9,11 @@ Routes (relative to wherever it is mounted)::
 
 Every answer is JSON with ``Cache-Control: no-store``; every error is
 ``{"code": <stable code>, "message": <text a reader understands>}`` (plus
-``retry_after`` on 429).  Error codes and statuses:
+``retry_after`` on 429).  The page's script (``sphere_docs/static/src/sphere-docs-lazy.js``)
+retries ``busy`` by itself, after ``Retry-After`` plus up to a second of jitter, at most 8
+times, the embed showing "Starting your workspace… (busy, retrying)"; every other error,
+the rate and budget 429s too, shows its message (with the wait) and a Try again button.
+Error codes and statuses:
 
 =====  =========================  ================================================
 400    ``malformed_json``         body is not a JSON object (or not JSON, not UTF-8, nested too deeply)
@@ -26,7 +30,7 @@ Every answer is JSON with ``Cache-Control: no-store``; every error is
 429    ``too_many_requests``      per-client request rate (any request)
 429    ``rate_limited``           per-client creation rate
 429    ``budget_exhausted``       deployment-wide creation budget
-429    ``busy``                   deployment-wide cap on creates in flight (``Retry-After: 1``; the page offers Try again)
+429    ``busy``                   deployment-wide cap on creates in flight (``Retry-After: 1``; the page retries by itself)
 429    ``upstream_rate_limited``  the API answered 429
 502    ``upstream_error``         the API failed (5xx other than 503, bad answer, refused credentials)
 503    ``upstream_unavailable``   the API is unreachable or answered 503
@@ -432,8 +436,8 @@ class EndpointApp:
             if permit.code == "budget_exhausted":
                 raise Problem(429, "budget_exhausted", "Many readers are starting workspaces right now.",
                               retry_after=permit.wait)
-            raise Problem(429, "busy", "Many readers are starting workspaces right now; retrying shortly.",
-                          retry_after=1)
+            # the page retries this one by itself (sphere_docs/static/src/sphere-docs-lazy.js)
+            raise Problem(429, "busy", "Many readers are starting workspaces right now.", retry_after=1)
         refund = False
         try:
             return self._timed("create", self.client.create_workspace, fields)

@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("budget", _E + "BUDGET", "creations per window for the whole deployment (default 200/1h)",
             kind="window", metavar="N/WINDOW"),
     Setting("inflight", _E + "INFLIGHT",
-            "creates waiting on the API at once, deployment-wide; beyond it 429 busy, Retry-After 1 (default 50)",
+            "creates waiting on the API at once, deployment-wide; beyond it 429 busy, Retry-After 1, which the page retries by itself (default 50)",
             kind="int", metavar="N"),
     Setting("storage", _E + "STORAGE",
             "where limits are counted: memory:// (this process only, the default) or "

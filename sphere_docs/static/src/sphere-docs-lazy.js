@@ -2,7 +2,7 @@
  *
  * Source of ../sphere-docs-lazy.js (the minified copy html.page_assets(lazy=True)
  * inlines into pages with lazy embeds); rebuild it with ./build.sh after an edit.
- * Script + CSS must stay under 2 KB gzip (tests/test_assets.py).
+ * Script + CSS must stay within 2 KB + 64 B gzip (tests/test_assets.py).
  *
  * Markup (html.lazy_placeholder):
  *   <div class="sphere-workspace sphere-workspace--lazy" data-sphere-lazy data-project data-page
@@ -22,6 +22,11 @@
  * who reloads or comes back gets the same workspace; a claim the endpoint refuses
  * (claim_expired, claim_invalid) is dropped and the request repeated without it.
  *
+ * 429 busy (the endpoint's cap on creates in flight, a burst of readers) is retried by the
+ * page itself after Retry-After plus up to a second of jitter, at most RETRIES times, the
+ * embed staying "starting"; then, and for every other error (including the rate and budget
+ * 429s, whose waits are long), the reader gets the message and a Try again button.
+ *
  * Instant/SPA navigation (Material's document$, else a MutationObserver): embeds that left
  * the page are destroyed (SDK destroy()), new ones are activated.  Build-mode embeds are
  * rendered through the SDK too (SE.workspace returns the object the SDK already made on a
@@ -31,6 +36,7 @@
   if (win.sphereDocs) return win.sphereDocs(); // inlined twice (or re-run by a SPA): just rescan
 
   var UNREACHABLE = "The workspace service could not be reached. Check your connection and try again.";
+  var RETRIES = 8; // busy answers retried by the page before it offers Try again
   var active = []; // wrappers initialised on the current page
   var debounce;
 
@@ -39,23 +45,21 @@
   }
 
   function attr(el, name) {
-    return el.getAttribute("data-" + name) || "";
+    return el.getAttribute("data-" + name); // null when absent
   }
 
   function setAttr(el, name, value) {
     if (value) el.setAttribute("data-" + name, value);
   }
 
-  // claim(box) reads, claim(box, value) stores, claim(box, 0) forgets; storage may be disabled.
+  // claim(box) reads, claim(box, value) stores, claim(box, 0) forgets; storage may be disabled
+  // (then nothing is kept, and a read gives undefined).
   function claim(box, value) {
     var key = "sphere-docs:" + attr(box, "project") + ":" + attr(box, "page") + ":" + attr(box, "name");
     try {
-      if (value) localStorage.setItem(key, value);
-      else if (value === 0) localStorage.removeItem(key);
-      else return localStorage.getItem(key);
-    } catch (e) {
-      return null;
-    }
+      return value ? localStorage.setItem(key, value)
+        : value === 0 ? localStorage.removeItem(key) : localStorage.getItem(key);
+    } catch (e) {}
   }
 
   function report(box, state, text) {
@@ -72,7 +76,8 @@
   }
 
   function waitText(seconds) {
-    return " Try again in " + (seconds < 90 ? seconds + " seconds." : Math.ceil(seconds / 60) + " minutes.");
+    return " Try again in " + (seconds < 90 ? seconds + " second" + (seconds > 1 ? "s." : ".")
+      : Math.ceil(seconds / 60) + " minutes.");
   }
 
   function render(box, frame) {
@@ -91,7 +96,7 @@
     else show();
   }
 
-  function request(box, proof) {
+  function request(box, proof, tries) {
     var frame = part(box);
     var body = { project_id: attr(box, "project"), page: attr(box, "page"), name: attr(box, "name") };
     if (proof) body.claim = proof;
@@ -110,8 +115,14 @@
           frame.hidden = false;
           return render(box, frame);
         }
-        if (proof && /^claim_/.test(answer.code)) return request(box, claim(box, 0));
-        var wait = Math.ceil(answer.retry_after || 0); // every 429 of the endpoint carries retry_after
+        if (proof && /^claim_/.test(answer.code)) return request(box, claim(box, 0), tries);
+        var wait = answer.retry_after; // whole seconds, on every 429 of the endpoint
+        if (answer.code == "busy" && tries < RETRIES) {
+          report(box, "starting", "Starting your workspace\u2026 (busy, retrying)");
+          return setTimeout(function () {
+            if (box.sdOn) request(box, proof, tries + 1); // unless the embed left the page meanwhile
+          }, (wait + Math.random()) * 1000);
+        }
         report(box, "failed",
           (answer.message || "The workspace could not be started (error " + response.status + ").") +
           (wait ? waitText(wait) : ""));
@@ -124,7 +135,7 @@
   function start(box) {
     if (/^(starting|ready)$/.test(attr(box, "sphere-state"))) return;
     report(box, "starting", "Starting your workspace\u2026");
-    request(box, claim(box));
+    request(box, claim(box), 0);
   }
 
   function activate(box) {
