@@ -1,4 +1,7 @@
-"""A small client for the Sphere Engine Containers workspace API.
+"""The transport of the Sphere Engine Containers workspace API: :class:`ContainersClient`.
+
+Its errors are in :mod:`sphere_docs.api.errors` and what it answers in
+:mod:`sphere_docs.api.models`; both are re-exported here.
 
 :class:`ContainersClient` wraps one :class:`requests.Session` (injectable) and
 speaks the API as the vendor reference documents it: the access token in the
@@ -114,7 +117,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -125,9 +127,31 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..core.errors import SphereDocsError
-from ..core.options import FALSE_WORDS, TRUE_WORDS
 from ..core.redact import clean_snippet, install_log_redaction, redact, register_secret
+from .errors import (
+    ApiTimeout,
+    AuthError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    SphereEngineError,
+    TransportError,
+)
+from .models import (
+    STATE_ERROR,
+    STATE_NAMES,
+    STATE_REMOVED,
+    STATE_RUNNING,
+    STATE_STARTING,
+    STATE_STOPPED,
+    Project,
+    Workspace,
+    WorkspacePage,
+    _next_page_token,
+    _opt_int,
+)
 
 if TYPE_CHECKING:
     from ..core.settings import SiteSettings
@@ -157,15 +181,6 @@ __all__ = [
 
 USER_AGENT = f"sphere-docs/{__version__}"
 
-STATE_STARTING, STATE_RUNNING, STATE_STOPPED, STATE_REMOVED, STATE_ERROR = 1, 2, 3, 4, 5
-STATE_NAMES = {
-    STATE_STARTING: "starting",
-    STATE_RUNNING: "running",
-    STATE_STOPPED: "stopped",
-    STATE_REMOVED: "removed",
-    STATE_ERROR: "error",
-}
-_STATE_CODES = {name: code for code, name in STATE_NAMES.items()}
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: statuses that mean "the request was not processed": retried for every method
@@ -189,245 +204,6 @@ MESSAGE_MAX = 200
 RETRY_AFTER_MAX = 30.0
 #: seconds after which an idle kept-alive connection is closed instead of reused (see the module docstring)
 KEEPALIVE_IDLE = 2.0
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class SphereEngineError(SphereDocsError):
-    """A Containers API call failed.  See the module docstring for the tree."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_code: int | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        maybe_processed: bool = False,
-    ):
-        self.message = message
-        self.status = status
-        self.error_code = error_code
-        self.method = method
-        self.path = path
-        self.maybe_processed = maybe_processed
-        super().__init__(self._text())
-
-    def _text(self) -> str:
-        where = " ".join(p for p in (self.method, self.path) if p)
-        what = []
-        if self.status is not None:
-            what.append(f"HTTP {self.status}")
-        if self.error_code is not None:
-            what.append(f"error_code {self.error_code}")
-        head = f"Sphere Engine API {where}" if where else "Sphere Engine API"
-        if what:
-            head += " (" + ", ".join(what) + ")"
-        return f"{head}: {self.message}"
-
-    @property
-    def reason(self) -> str:
-        """A short human reason for placeholders and warnings (never contains the token)."""
-        bits = [f"HTTP {self.status}"] if self.status is not None else []
-        return (", ".join(bits) + ": " if bits else "") + self.message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes (Sphinx parallel builds)
-        return (
-            _rebuild_error,
-            (type(self), self.message, self.status, self.error_code, self.method, self.path,
-             self.maybe_processed),
-        )
-
-
-def _rebuild_error(cls: type[SphereEngineError], message: str, status: int | None,
-                   error_code: int | None, method: str | None, path: str | None,
-                   maybe_processed: bool) -> SphereEngineError:
-    return cls(message, status=status, error_code=error_code, method=method, path=path,
-               maybe_processed=maybe_processed)
-
-
-class AuthError(SphereEngineError):
-    """401/403: the access token is missing, wrong, or not allowed to do this."""
-
-
-class NotFoundError(SphereEngineError):
-    """404: the workspace, project or path does not exist."""
-
-
-class InvalidRequestError(SphereEngineError):
-    """400/422 (and other 4xx): the API rejected the request data."""
-
-
-class RateLimitedError(SphereEngineError):
-    """429 after all retries; ``retry_after`` is the server's last hint in seconds."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
-        self.retry_after = retry_after
-        super().__init__(message, **kw)
-
-
-class ServerError(SphereEngineError):
-    """5xx after all retries (or at once for a POST that may have been processed)."""
-
-
-class TransportError(SphereEngineError):
-    """No usable HTTP answer: connection refused or reset, response cut off."""
-
-
-class ApiTimeout(TransportError, TimeoutError):
-    """The API did not answer within the timeout."""
-
-
-class MalformedResponseError(TransportError):
-    """The API answered, but not with the JSON we expect."""
-
-
-# --------------------------------------------------------------------------- models
-
-
-def _as_bool(value: Any, default: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS or text == "":
-        return False
-    return default
-
-
-def _state(data: Mapping[str, Any]) -> tuple[int, str]:
-    state = data.get("state")
-    code_raw: Any
-    name_raw: Any
-    if isinstance(state, Mapping):
-        code_raw, name_raw = state.get("code"), state.get("name")
-    else:
-        code_raw, name_raw = state, None
-    code = 0
-    if isinstance(code_raw, bool):
-        code_raw = None
-    if isinstance(code_raw, int):
-        code = code_raw
-    elif isinstance(code_raw, str) and code_raw.strip().lstrip("-").isdigit():
-        code = int(code_raw.strip())
-    elif isinstance(code_raw, str) and code_raw.strip().lower() in _STATE_CODES:
-        code = _STATE_CODES[code_raw.strip().lower()]
-    name = str(name_raw).strip().lower() if name_raw else ""
-    if not code and name in _STATE_CODES:
-        code = _STATE_CODES[name]
-    if not name:
-        name = STATE_NAMES.get(code, "unknown")
-    return code, name
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """One workspace as the API describes it; ``raw`` keeps every field as received."""
-
-    id: str
-    project_id: str | None
-    project_name: str | None
-    state_code: int
-    state_name: str
-    workspace_token: str | None = field(default=None, repr=False)
-    token_required: bool = True
-    auto_resume: bool = True
-    created_at: str | None = None
-    terminated_at: str | None = None
-    last_usage: str | None = None
-    inactivity_timeout: int | None = None
-    workspace_url: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
-
-    @property
-    def is_live(self) -> bool:
-        """Usable by a reader now or on entering: starting, running, or stopped with auto-resume."""
-        if self.state_code in (STATE_STARTING, STATE_RUNNING):
-            return True
-        return self.state_code == STATE_STOPPED and self.auto_resume
-
-    @classmethod
-    def from_api(cls, data: Any) -> Workspace:
-        """Build from a create envelope (``{"workspace": {...}}``) or a bare workspace object.
-
-        Raises ``ValueError`` when ``data`` is not a workspace at all.
-        """
-        if isinstance(data, Mapping) and isinstance(data.get("workspace"), Mapping):
-            data = data["workspace"]
-        if not isinstance(data, Mapping):
-            raise ValueError("expected a JSON object describing a workspace")
-        ws_id = data.get("id")
-        if not isinstance(ws_id, (str, int)) or isinstance(ws_id, bool) or not str(ws_id).strip():
-            raise ValueError("the workspace object has no id")
-        project = data.get("project")
-        if isinstance(project, Mapping):
-            project_id, project_name = project.get("id"), project.get("name")
-        else:
-            project_id, project_name = data.get("project_id", project), None
-        code, name = _state(data)
-        timeout = data.get("inactivity_timeout")
-        token = data.get("workspace_token")
-        return cls(
-            id=str(ws_id).strip(),
-            project_id=str(project_id) if project_id is not None else None,
-            project_name=str(project_name) if project_name is not None else None,
-            state_code=code,
-            state_name=name,
-            workspace_token=str(token) if token not in (None, "") else None,
-            token_required=_as_bool(data.get("workspace_token_required"), True),
-            auto_resume=_as_bool(data.get("auto_resume"), True),
-            created_at=_opt_str(data.get("created_at")),
-            terminated_at=_opt_str(data.get("terminated_at")),
-            last_usage=_opt_str(data.get("last_usage")),
-            inactivity_timeout=_opt_int(timeout),
-            workspace_url=_opt_str(data.get("workspace_url")),
-            raw=dict(data),
-        )
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass(frozen=True)
-class WorkspacePage:
-    """One page of ``GET /workspaces``."""
-
-    items: list[Workspace]
-    next_page_token: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Project:
-    id: str
-    name: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
-
-
-def _next_page_token(data: Mapping[str, Any]) -> str | None:
-    paging = data.get("paging")
-    token = paging.get("next_page_token") if isinstance(paging, Mapping) else None
-    if token is None:
-        token = data.get("next_page_token")
-    return str(token) if token not in (None, "") else None
 
 
 # --------------------------------------------------------------------------- retries
