@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from markdown import Markdown
 
 from .. import pipeline
@@ -49,8 +47,10 @@ from ..core.naming import PageNamer
 from ..core.options import OptionError, WorkspaceSpec
 from ..core.settings import SiteSettings
 from ..site import find_site, load_mkdocs_config, load_site
-from ..syntax import fences, rst
+from ..syntax import rst
 from ..syntax.markdown import DIRECTIVE, EXTENSION_NAMES, DirectiveError, DirectiveExtension
+from ..syntax.myst import prepare as prepare_myst
+from ..syntax.myst import strip_front_matter
 
 __all__ = [
     "SKIP_DIRS",
@@ -272,114 +272,7 @@ def _rst_directive(result: CheckResult, namer: PageNamer, file: str, directive: 
     result.embeds.append(FoundEmbed(file, line_no, spec, "rst"))
 
 
-# --------------------------------------------------------------------------- MyST preparation
-
-_MD_FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
-_MYST_NAME_RE = re.compile(r"^[ \t]*\{(?P<name>[^}\s]+)\}")
-_MYST_OPTION_RE = re.compile(r"^[ \t]*:[\w-]+:")
-#: MyST directives whose body is not Markdown
-MYST_LITERAL_DIRECTIVES = RST_LITERAL_DIRECTIVES | {"eval-rst"}
-
-
-def _fence_end(lines: list[str], start: int, fence: str, indent: int = 0) -> int:
-    """Index of the closing fence line (``len(lines)`` when it is never closed), by markdown-it's rule."""
-    i = start
-    while i < len(lines):
-        if fences.commonmark_closes(lines[i], fence, indent):
-            return i
-        i += 1
-    return i
-
-
-@dataclass
-class _Prepared:
-    lines: list[str]
-    rst: list[tuple[int, list[str]]] = field(default_factory=list)  #: (0-based start, lines)
-
-
-def _prepare_markdown(lines: list[str], *, myst: bool = True) -> _Prepared:
-    """Line-for-line rewrite (numbers never shift) so the Markdown extension sees MyST embeds.
-
-    Unwrap container directives, turn ``:::{sphere-workspace}`` into a backtick
-    fence, blank out code blocks (markdown-it's fences: the page's Markdown
-    instance has no fence extension) and hand ``{eval-rst}`` bodies to the rST
-    scanner.  Pages outside MyST go to the extension as they are: it reads
-    their fences by their engine's rules and reports ``:::`` fences itself.
-    """
-    out = list(lines)
-    prepared = _Prepared(out)
-    open_containers: list[tuple[str, int]] = []
-    i, n = 0, len(lines)
-    while i < n:
-        line = lines[i]
-        if open_containers and fences.commonmark_closes(line, *open_containers[-1]):
-            out[i] = ""
-            open_containers.pop()
-            i += 1
-            continue
-        m = _MD_FENCE_RE.match(line)
-        if not m or (m["fence"][0] == "`" and "`" in m["info"]):
-            i += 1
-            continue
-        fence, info = m["fence"], m["info"]
-        indent = len(m["indent"].expandtabs(4))
-        named = _MYST_NAME_RE.match(info)
-        name = named["name"].lower() if named else None
-        if fence[0] == ":" and not name:
-            i += 1  # no directive: a line of text
-            continue
-        end = _fence_end(lines, i + 1, fence, indent)
-        if name == DIRECTIVE:
-            if fence[0] == ":":
-                inner = max((len(f["fence"]) for row in lines[i + 1:end]
-                             if (f := _MD_FENCE_RE.match(row)) and f["fence"][0] == "`"), default=2)
-                ticks = "`" * max(3, inner + 1)
-                out[i] = m["indent"] + ticks + info
-                if end < n:
-                    out[end] = m["indent"] + ticks
-            i = end + 1
-            continue
-        if name is None or name in MYST_LITERAL_DIRECTIVES:
-            if name == "eval-rst":
-                prepared.rst.append((i + 1, lines[i + 1:end]))
-            for k in range(i, min(end + 1, n)):
-                out[k] = ""
-            i = end + 1  # a code block: nothing in it is an embed
-            continue
-        # a container directive: its body is Markdown that may hold embeds
-        out[i] = ""
-        open_containers.append((fence, indent))
-        k = i + 1
-        if k < n and lines[k].strip() == "---":
-            close = next((j for j in range(k + 1, n) if lines[j].strip() == "---"), None)
-            if close is not None:
-                for j in range(k, close + 1):
-                    out[j] = ""
-                k = close + 1
-        else:
-            while k < n and _MYST_OPTION_RE.match(lines[k]):
-                out[k] = ""
-                k += 1
-        i = k
-    return prepared
-
-
 # --------------------------------------------------------------------------- Markdown
-
-_FRONT_MATTER_RE = re.compile(r"\A-{3}[ \t]*\n(.*?\n)?(?:-{3}|\.{3})[ \t]*(?:\n|\Z)", re.DOTALL)
-
-
-def _strip_front_matter(text: str) -> tuple[str, int]:
-    m = _FRONT_MATTER_RE.match(text)
-    if not m:
-        return text, 0
-    try:
-        data = yaml.safe_load(m.group(1) or "")
-    except yaml.YAMLError:
-        return text, 0
-    if data is not None and not isinstance(data, dict):
-        return text, 0
-    return text[m.end():], m.group(0).count("\n")
 
 
 class _MarkdownChecker:
@@ -426,11 +319,11 @@ class _MarkdownChecker:
 def scan_markdown(text: str, file: str, checker: _MarkdownChecker, *, myst: bool,
                   default_mode: str = "build") -> CheckResult:
     """Every embed of a Markdown page (MyST rules when ``myst``), validated."""
-    body, offset = _strip_front_matter(text.replace("\r\n", "\n"))
+    body, offset = strip_front_matter(text.replace("\r\n", "\n"))
     if not myst:  # the extension reads the page as the build does
         result = checker.check(body, file, offset)
     else:
-        prepared = _prepare_markdown(body.split("\n"))
+        prepared = prepare_myst(body.split("\n"))
         result = checker.check("\n".join(prepared.lines), file, offset)
         for start, rows in prepared.rst:
             result.add(scan_rst("\n".join(rows), file, line_offset=offset + start,
