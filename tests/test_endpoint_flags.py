@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import assert_no_leak
-from test_endpoint import ORIGIN, PROJECT, SECOND, SECRET, reader
+from test_lazy_endpoint import ORIGIN, PROJECT, SECOND, SECRET, reader
 
 from sphere_docs.core.errors import SettingsError
 from sphere_docs.services.endpoint import ENV_VARS, EndpointConfig, Window

@@ -7,8 +7,8 @@ from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from test_endpoint import ORIGIN, Endpoint, endpoint, endpoint_factory, error, reader  # noqa: F401 (fixtures)
 from test_endpoint_redis import masters, redis_server  # noqa: F401 (fixtures)
+from test_lazy_endpoint import ORIGIN, Endpoint, endpoint, endpoint_factory, error, reader  # noqa: F401 (fixtures)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

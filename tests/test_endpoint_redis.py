@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import assert_no_leak
-from test_endpoint import ORIGIN, PROJECT, SECRET, Endpoint, error, reader, serve
+from test_lazy_endpoint import ORIGIN, PROJECT, SECRET, Endpoint, error, reader, serve
 
 from sphere_docs.services.endpoint import create_app
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 from conftest import assert_no_leak
-from test_endpoint import ORIGIN, PROJECT, SECRET, reader
 from test_endpoint_redis import Master, start_master
+from test_lazy_endpoint import ORIGIN, PROJECT, SECRET, reader
 
 SLOW = 200
 

@@ -35,7 +35,7 @@ Restrictions, and why:
 * With plain ``fenced_code``, directives are at column 0 only, outside
   containers: fenced_code has no fence anywhere else, while the extension's
   own fence nests in lists and admonitions in every mode (that is pinned by
-  ``tests/test_markdown.py``).  Other fences are generated anywhere.
+  ``tests/test_markdown_directive.py``).  Other fences are generated anywhere.
 
 The bug this was written for (issue 11, item 1): ``closes_fence`` stripped the
 line, so an indented bare fence closed a column-0 one.  Run on that code (the

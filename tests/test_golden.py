@@ -174,7 +174,7 @@ def code_of(sentence: str) -> str:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_naming(engine: str, tmp_path: Path, make_app: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_embed_names(engine: str, tmp_path: Path, make_app: Any, caplog: pytest.LogCaptureFixture) -> None:
     syntax = "rst" if engine in ("sphinx-rst", "check-rst") else "md"
     compare(f"naming.{syntax}.json", run(engine, "naming", tmp_path, make_app, caplog)["names"])
 

@@ -22,7 +22,7 @@ from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
-from test_mkdocs import LAZY, P, make_site, run_build
+from test_mkdocs_builds import LAZY, P, make_site, run_build
 
 from sphere_docs.services.emulator import EmulatorServer
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak, zensical_command
-from test_mkdocs import LAZY, LOADER, live, loader_right_after_body, run_build, workspace_ids
+from test_mkdocs_builds import LAZY, LOADER, live, loader_right_after_body, run_build, workspace_ids
 
 from sphere_docs.core.naming import default_name
 from sphere_docs.core.options import WorkspaceSpec

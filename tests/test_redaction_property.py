@@ -45,7 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sphinx_fixtures import build as sphinx_build
 from sphinx_fixtures import copy_root
-from test_mkdocs import LAZY, P, make_site
+from test_mkdocs_builds import LAZY, P, make_site
 
 from sphere_docs.api.client import MESSAGE_MAX, ContainersClient, SphereEngineError
 from sphere_docs.core.redact import MIN_SECRET_LEN, WITHHELD, clean_snippet, redact

@@ -65,7 +65,7 @@ def server(access_token: str) -> Iterator[EmulatorServer]:
 
 def client_for(url: str, token: str) -> ContainersClient:
     session = requests.Session()
-    session.headers["Connection"] = "close"  # an emulated reset arrives as a reset (see test_client)
+    session.headers["Connection"] = "close"  # an emulated reset arrives as a reset (see test_api_client)
     return ContainersClient(url + "/api/v1", token, timeout=0.4, retries=RETRIES, backoff=0.01,
                             session=session)
 

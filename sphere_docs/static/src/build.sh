@@ -4,7 +4,7 @@
 #                              ASCII only, so a page the assets go into stays a one-byte-per-character
 #                              string in Python (one non-Latin-1 character doubles every later copy of it)
 #   ../sphere-docs.css      <- sphere-docs.css, comments stripped
-# tests/test_assets.py checks the budget (2 KB gzip together) and that the copies are current.
+# tests/test_page_assets.py checks the budget (2 KB gzip together) and that the copies are current.
 set -euo pipefail
 cd "$(dirname "$0")"
 TERSER="${TERSER:-npx --yes terser@5.44.0}"

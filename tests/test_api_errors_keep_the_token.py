@@ -25,7 +25,7 @@ def _closed_port() -> int:
 
 def _client(url: str, **kw) -> ContainersClient:
     session = requests.Session()
-    session.headers["Connection"] = "close"  # emulated resets arrive as resets (see test_client)
+    session.headers["Connection"] = "close"  # emulated resets arrive as resets (see test_api_client)
     kw.setdefault("timeout", 0.5)
     kw.setdefault("retries", 2)
     return ContainersClient(url + "/api/v1", SECRET_TOKEN, backoff=0.01, session=session, **kw)
