@@ -241,6 +241,18 @@ def test_every_bad_input_is_a_pinned_located_warning(make_app, emulator, tmp_pat
     assert app.statuscode == 1  # an author's mistake fails the build, as in MkDocs
 
 
+def test_a_page_of_invalid_embeds_gets_the_styles_for_its_notices(make_app, emulator, tmp_path):
+    """A page whose embeds are all invalid: its notices are styled, and it loads no SDK."""
+    src = copy_root("sphere-bad", tmp_path)
+    lines = (src / "mdbad.md").read_text().splitlines()
+    (src / "mdbad.md").write_text("\n".join(lines[:15]) + "\n")  # the three invalid embeds only
+    app = build(make_app, src, emulator=emulator)
+    page = html_pages(app.outdir)["mdbad.html"]
+    assert re.search(r"<body\b[^>]*>" + re.escape('<style id="sphere-docs-css">'), page)
+    assert '<script id="sphere-docs-loader">' not in page
+    assert page.count('data-sphere-mode="error"') == 3
+
+
 def test_warning_is_error_fails_the_build(make_app, emulator, tmp_path):
     src = copy_root("sphere-bad", tmp_path)
     app = build(make_app, src, emulator=emulator, warningiserror=True)

@@ -378,7 +378,9 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
         stop_build(SphereBuildError(f"sphere-workspaces: cannot write {manifest}: "
                                     f"{exc.strerror or exc}", subtype="config"))
 
-    pages = _pages_with_embeds(app, data.embeds)
+    # a page whose embeds are all invalid still shows their notices: it gets the styles
+    noticed: dict[str, list[Embed]] = {docname: [] for docname, errors in data.errors.items() if errors and not data.embeds.get(docname)}
+    pages = _pages_with_embeds(app, {**noticed, **data.embeds}, keep_empty=set(noticed))
     if not pages:
         return
     settings = sphere_config.site_settings(app.config, app.confdir)
@@ -398,7 +400,7 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
             pipeline.decide(e.spec, data.outcomes.get(e.key), settings.lazy_endpoint)[0] for e in page_embeds)
         try:
             text = path.read_text(encoding=encoding)
-            new = html.inject_after_body(text, snippets[has_lazy])
+            new = html.inject_after_body(text, snippets[has_lazy] if page_embeds else html.page_assets(lazy=False))
             if new != text:
                 # never a half-written page (a reader may be serving the folder); keeps the page's mode
                 atomic_write_text(path, new, encoding=encoding, errors="xmlcharrefreplace")
@@ -408,7 +410,8 @@ def finish_html(app: Sphinx, exception: BaseException | None) -> None:
                                         subtype="config"))
 
 
-def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path, list[Embed]]:
+def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]],
+                       keep_empty: frozenset[str] | set[str] = frozenset()) -> dict[Path, list[Embed]]:
     from sphinx.builders.html import StandaloneHTMLBuilder
     from sphinx.builders.singlehtml import SingleFileHTMLBuilder
 
@@ -418,7 +421,7 @@ def _pages_with_embeds(app: Sphinx, embeds: dict[str, list[Embed]]) -> dict[Path
         # json/pickle (sphinxcontrib-serializinghtml): fragments without <body>;
         # the application hosting them adds the loader.
         return {}
-    with_embeds = {docname: found for docname, found in embeds.items() if found}
+    with_embeds = {docname: found for docname, found in embeds.items() if found or docname in keep_empty}
     if not with_embeds:
         return {}
     if isinstance(builder, SingleFileHTMLBuilder):
