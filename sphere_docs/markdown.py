@@ -7,26 +7,5 @@ the extension itself is :mod:`sphere_docs.engines.markdown` (the adapter) on
 
 from __future__ import annotations
 
-from .engines.markdown import (
-    COLON_FENCE_MESSAGE,
-    DIRECTIVE,
-    DIRECTIVE_MARK,
-    EXTENSION_NAMES,
-    DirectiveError,
-    DirectiveWarning,
-    Embed,
-    SphereWorkspaceExtension,
-    makeExtension,
-)
-
-__all__ = [
-    "COLON_FENCE_MESSAGE",
-    "DIRECTIVE",
-    "DIRECTIVE_MARK",
-    "EXTENSION_NAMES",
-    "DirectiveError",
-    "DirectiveWarning",
-    "Embed",
-    "SphereWorkspaceExtension",
-    "makeExtension",
-]
+from .engines.markdown import *  # noqa: F403  (this module is only a name)
+from .engines.markdown import __all__  # noqa: F401
