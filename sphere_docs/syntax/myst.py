@@ -18,7 +18,7 @@ import yaml
 from ..core.catalog import DIRECTIVE
 from . import fences, rst
 
-__all__ = ["LITERAL_DIRECTIVES", "Prepared", "prepare", "strip_front_matter"]
+__all__ = ["LITERAL_DIRECTIVES", "Prepared", "prepare", "strip_front_matter", "unclosed_fence"]
 
 
 _MD_FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
@@ -126,3 +126,25 @@ def strip_front_matter(text: str) -> tuple[str, int]:
     if data is not None and not isinstance(data, dict):
         return text, 0
     return text[m.end():], m.group(0).count("\n")
+
+
+def unclosed_fence(lines: list[str], line: int) -> str | None:
+    """The directive fence opened at ``line`` (1-based) when nothing below it can close it, else ``None``.
+
+    markdown-it (CommonMark) lets an unclosed fence run to the end of its
+    container, so MyST would take the rest of the page as the caption where
+    Python-Markdown reports an error.  The test is deliberately loose (any later
+    line of only that fence character, at least as long, whatever its prefix): it
+    never calls a closed fence unclosed.
+    """
+    if not 0 < line <= len(lines):
+        return None
+    opening = lines[line - 1].lstrip(" \t>")
+    fence = opening[: len(opening) - len(opening.lstrip(opening[:1]))] if opening[:1] in "`~:" else ""
+    if len(fence) < 3:
+        return None
+    for row in lines[line:]:
+        bare = row.strip(" \t>").rstrip()
+        if len(bare) >= len(fence) and bare == fence[0] * len(bare):
+            return None
+    return fence

@@ -15,6 +15,7 @@ from ... import pipeline
 from ...core import catalog
 from ...core.catalog import Code, Problem
 from ...core.options import OPTIONS
+from ...syntax import myst
 from .envdata import env_data, page_path
 from .nodes import sphere_workspace
 
@@ -97,34 +98,15 @@ class SphereWorkspaceDirective(SphinxDirective):
         return lines
 
     def _unclosed_fence(self) -> str | None:
-        """MyST: the opening fence when nothing below it can close it, else ``None``.
-
-        markdown-it (CommonMark) lets an unclosed fence run to the end of its
-        container, so MyST would take the rest of the page as the caption where
-        Python-Markdown reports an error.  The source is read again here, and the
-        test is deliberately loose (any later line of only that fence character,
-        at least as long, whatever its prefix): it never calls a closed fence
-        unclosed.
-        """
+        """MyST: the opening fence when nothing below it can close it (:func:`myst.unclosed_fence`)."""
         source, line = self.get_source_info()
         if not (source and line and str(source).endswith((".md", ".markdown"))):
             return None
         try:
             with open(source, encoding="utf-8-sig") as handle:
-                lines = handle.read().splitlines()
+                return myst.unclosed_fence(handle.read().splitlines(), line)
         except (OSError, UnicodeDecodeError):
             return None
-        if not 0 < line <= len(lines):
-            return None
-        opening = lines[line - 1].lstrip(" \t>")
-        fence = opening[: len(opening) - len(opening.lstrip(opening[:1]))] if opening[:1] in "`~:" else ""
-        if len(fence) < 3:
-            return None
-        for row in lines[line:]:
-            bare = row.strip(" \t>").rstrip()
-            if len(bare) >= len(fence) and bare == fence[0] * len(bare):
-                return None
-        return fence
 
 
 #: an option's line in a directive block: ":name: value" (rST, MyST) or "name: value" (MyST's YAML)
