@@ -37,8 +37,15 @@ time costs O(ledger) per create, O(M^2) for a build that creates M workspaces
 (1,000 creates: two thousand encodings of a 1,000-entry document competing
 with page rendering).  An append costs O(change): :meth:`Ledger.append` (the
 intents and results, grouped per batch of concurrent workers by
-:class:`GroupCommit`) writes one line and flushes it to disk (``fdatasync``)
-before it returns, so an intent is durably on disk before its create is sent.
+:class:`GroupCommit`) writes one line; an intent's line is flushed to disk
+(``fdatasync``) before it returns, so it is durably on disk before its create
+is sent.  A result's line is written at once (it survives a ``kill -9`` of the
+build) but not flushed on its own: the next intent's flush or the end of the
+build flushes it, and a power cut before then loses only what its intent
+still names (the next build adopts that workspace).  Each flush of a file
+that grew makes the file system commit its journal, which also writes out
+what the build wrote meanwhile (the site's pages): fewer flushes keep
+rendering from waiting on the disk.
 :meth:`Ledger.update` (once per build: the build's record, reconciling,
 prune) writes ``ledger.json`` whole with the journal folded in, ``serial``
 one higher, and then removes the journal — *compaction*.
@@ -612,12 +619,17 @@ class Ledger:
         self._journal_stale = journal is not None and journal.serial < self._serial
         return data
 
-    def append(self, mutate: Callable[[dict[str, Any]], Any], touches: Iterable[tuple[str, str]]) -> Any:
+    def append(self, mutate: Callable[[dict[str, Any]], Any], touches: Iterable[tuple[str, str]], *,
+               durable: bool = True) -> Any:
         """Let ``mutate`` change the ledger at the ``(section, key)`` places ``touches`` names only;
-        append those places' new values to the journal, flushed to disk before this returns.
+        append those places' new values to the journal (one ``write``), and with ``durable``
+        flush it to disk before this returns.
 
-        O(change), not O(ledger).  Raises :class:`LedgerError` (and records nothing)
-        when the ledger on disk cannot be read, or when the journal cannot be written.
+        O(change), not O(ledger).  Without ``durable`` the line survives the process (a
+        ``kill -9``), not a power cut until the next durable write flushes it: for changes
+        whose loss the ledger already covers (a create's result: its intent is durable).
+        Raises :class:`LedgerError` (and records nothing) when the ledger on disk cannot
+        be read, or when the journal cannot be written.
         """
         places = list(dict.fromkeys(touches))
         with self._locked():
@@ -627,10 +639,10 @@ class Ledger:
             ops = [[section, key, state[section].get(key)] for section, key in places]
             ops = [op for op, before in zip(ops, had, strict=True) if op[2] is not None or before]
             if ops:
-                self._write_line(ops)
+                self._write_line(ops, durable)
             return result
 
-    def _write_line(self, ops: list[list[Any]]) -> None:
+    def _write_line(self, ops: list[list[Any]], durable: bool) -> None:
         line = (json.dumps({"ops": ops}, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
         if self._journal_id is None or self._journal_stale:  # a new journal: header and line in one rename
             header = json.dumps({"journal": JOURNAL_VERSION, "serial": self._serial}) + "\n"
@@ -649,7 +661,8 @@ class Ledger:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view):]
-                (getattr(os, "fdatasync", None) or os.fsync)(fd)
+                if durable:
+                    (getattr(os, "fdatasync", None) or os.fsync)(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, self._journal_size)
@@ -686,10 +699,12 @@ class Ledger:
 
 
 class _Change:
-    __slots__ = ("apply", "done", "error", "result", "touches")
+    __slots__ = ("apply", "done", "durable", "error", "result", "touches")
 
-    def __init__(self, apply: Callable[[dict[str, Any]], Any], touches: Iterable[tuple[str, str]] | None):
+    def __init__(self, apply: Callable[[dict[str, Any]], Any], touches: Iterable[tuple[str, str]] | None,
+                 durable: bool):
         self.apply = apply
+        self.durable = durable
         self.touches = None if touches is None else list(touches)
         self.done = False
         self.result: Any = None
@@ -700,9 +715,9 @@ class GroupCommit:
     """The changes of concurrent workers go to the ledger together: one journal line per batch.
 
     :meth:`apply` returns once the change is on disk (or raises the write's error).
-    A change that names the places it touches is appended (:meth:`Ledger.append`);
-    one that does not (``touches=None``) makes its batch a whole write
-    (:meth:`Ledger.update`).
+    A change that names the places it touches is appended (:meth:`Ledger.append`,
+    flushed to disk when some change of the batch is ``durable``); one that does not
+    (``touches=None``) makes its batch a whole write (:meth:`Ledger.update`).
     """
 
     def __init__(self, ledger: Ledger):
@@ -712,8 +727,8 @@ class GroupCommit:
         self._busy = False
 
     def apply(self, change: Callable[[dict[str, Any]], Any],
-              touches: Iterable[tuple[str, str]] | None = None) -> Any:
-        item = _Change(change, touches)
+              touches: Iterable[tuple[str, str]] | None = None, *, durable: bool = True) -> Any:
+        item = _Change(change, touches, durable)
         with self._cond:
             self._queue.append(item)
             while self._busy and not item.done:
@@ -730,7 +745,8 @@ class GroupCommit:
                 if any(each.touches is None for each in batch):
                     self.ledger.update(mutate)
                 else:
-                    self.ledger.append(mutate, (place for each in batch for place in each.touches or ()))
+                    self.ledger.append(mutate, (place for each in batch for place in each.touches or ()),
+                                       durable=any(each.durable for each in batch))
             except BaseException as exc:  # the writer's error is every waiter's error
                 error = exc
             with self._cond:

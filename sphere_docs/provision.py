@@ -865,7 +865,7 @@ class Provisioner:
             data["entries"][lkey] = entry
             return None
 
-        theirs = self._journal.apply(record, [("entries", lkey)])
+        theirs = self._journal.apply(record, [("entries", lkey)], durable=False)
         return _recorded_workspace(theirs) if theirs is not None else ws
 
     def _create(self, stop: threading.Event, client: ContainersClient, outcome: _Outcome) -> _Outcome:
@@ -882,7 +882,7 @@ class Provisioner:
         created: Workspace | None = None
         try:
             if stop.is_set():  # stopped while the intent was being written: send nothing
-                self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)])
+                self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)], durable=False)
                 outcome.skipped = True
                 return outcome
             try:
@@ -956,7 +956,7 @@ class Provisioner:
     def _settle_intent(self, iid: str, error: SphereEngineError) -> None:
         """A create failed: forget its intent, unless the API may have made the workspace."""
         if not error.maybe_processed:
-            self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)])
+            self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)], durable=False)
             return
         now = time.time()
         # An answer (5xx) ends the server's work; without one the server may finish later.
@@ -968,7 +968,7 @@ class Provisioner:
                 intent.update(state="unanswered", ended_at=_stamp(now), window_end=_stamp(now + late),
                               reason=redact(error.reason)[:300])
 
-        self._journal.apply(unanswered, [("intents", iid)])
+        self._journal.apply(unanswered, [("intents", iid)], durable=False)
 
     def _entry(self, request: EmbedRequest, ws: Workspace, *, created_at: str | None = None,
                note: str | None = None) -> dict[str, Any]:
@@ -998,7 +998,7 @@ class Provisioner:
             data["intents"].pop(iid, None)
             data["entries"][unused_key(lkey, ws.id)] = entry
 
-        self._journal.apply(spare, [("intents", iid), ("entries", unused_key(lkey, ws.id))])
+        self._journal.apply(spare, [("intents", iid), ("entries", unused_key(lkey, ws.id))], durable=False)
 
     def _record_created(self, client: ContainersClient, outcome: _Outcome, iid: str) -> None:
         """Record the workspace a create just answered (and drop its intent), in one durable write."""
@@ -1028,7 +1028,7 @@ class Provisioner:
         touches = [("intents", iid), ("entries", lkey), ("entries", unused_key(lkey, ws.id))]
         if replaced is not None:
             touches.append(("entries", unused_key(lkey, replaced.id)))
-        theirs = self._journal.apply(change, touches)
+        theirs = self._journal.apply(change, touches, durable=False)
         if theirs is not None:
             outcome.workspace = _recorded_workspace(theirs)
             outcome.created = False
@@ -1053,7 +1053,7 @@ class Provisioner:
             if entry is not None and entry.get("workspace_id") == ws_id:
                 del data["entries"][key]
 
-        self._journal.apply(drop, [("entries", key)])
+        self._journal.apply(drop, [("entries", key)], durable=False)
 
     @staticmethod
     def _usable(ws: Workspace, request: EmbedRequest) -> str | None:
