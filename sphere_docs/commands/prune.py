@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..client import ContainersClient
     from ..errors import SphereDocsError
-    from ..provision import LEDGER_NAME, LedgerError, prune
+    from ..ledger import JOURNAL_NAME, LEDGER_NAME, LedgerError
+    from ..provision import prune
     from ..settings import SiteSettings
 
     cache = Path(args.cache)
     try:
-        present = (cache / LEDGER_NAME).exists()
+        present = (cache / LEDGER_NAME).exists() or (cache / JOURNAL_NAME).exists()  # (a killed first build)
     except OSError:  # the cache folder cannot be looked into: let the ledger say why
         present = True
     if not present:
