@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +52,8 @@ MARK_END = "<!-- critical_path:end -->"
 TOKEN = mk.TOKEN
 PHASE = re.compile(r"resolved in ([0-9.]+)s(?: \(([0-9.]+)s after the pages were read\))?")
 CONCURRENCY = 8
+#: seconds after which the warm ledger is checked again before a warm row (the trust window is 300 s)
+REFRESH_AFTER = 150.0
 
 
 def mkdocs_process(root: Path) -> tuple[float, float | None, float | None]:
@@ -87,7 +90,16 @@ def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emu
     off_root = mk.make_site(base / "off", pages, embeds, plugin=None)
     warm_cache = base / "warm-cache"
     warm_root = mk.make_site(base / "warm", pages, embeds, plugin=mk.plugin_config("conc-N", url, warm_cache))
+    filled = [time.monotonic()]
     mkdocs_process(warm_root)  # fills the warm ledger
+
+    def refresh() -> None:
+        """Keep the warm rows in the trust window: a trusted use does not renew ``checked_at``, so after
+        REFRESH_AFTER seconds one unmeasured build checks every workspace again."""
+        if time.monotonic() - filled[0] > REFRESH_AFTER:
+            filled[0] = time.monotonic()
+            mkdocs_process(warm_root)
+            print(f"  {pages}p warm ledger checked again (unmeasured), to stay in the trust window", flush=True)
     walls: dict[str, list[float]] = {"off": [], "first": [], "warm": []}
     phases: dict[str, list[float]] = {"first": [], "first-wait": [], "warm": []}
     calls: dict[str, list[int]] = {"first": [], "warm": []}
@@ -95,6 +107,8 @@ def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emu
         first_root = mk.make_site(base / f"first-{run}", pages, embeds,
                                   plugin=mk.plugin_config("conc-N", url, base / f"first-cache-{run}"))
         for variant, root in (("off", off_root), ("first", first_root), ("warm", warm_root))[::1 if run % 2 else -1]:
+            if variant == "warm":
+                refresh()
             before = emulator.stats()["total_requests"]
             wall, phase, wait = mkdocs_process(root)
             made = emulator.stats()["total_requests"] - before
@@ -110,7 +124,7 @@ def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emu
         shutil.rmtree(first_root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     ph = {k: statistics.median(v) for k, v in phases.items() if v}
-    serve = in_process(off_root, warm_root, runs, emulator)
+    serve = in_process(off_root, warm_root, runs, emulator, refresh)
     lines = [
         f"**{pages} pages / {embeds} build-mode embeds**, {latency * 1000:.0f} ms per API call, concurrency "
         f"{CONCURRENCY}, median of {runs} rounds:",
@@ -136,7 +150,8 @@ def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emu
     return lines
 
 
-def in_process(off_root: Path, warm_root: Path, runs: int, emulator: EmulatorServer) -> dict[str, float]:
+def in_process(off_root: Path, warm_root: Path, runs: int, emulator: EmulatorServer,
+               refresh: Callable[[], None]) -> dict[str, float]:
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
 
@@ -149,6 +164,9 @@ def in_process(off_root: Path, warm_root: Path, runs: int, emulator: EmulatorSer
     try:
         for run in range(max(runs, 3) + 1):
             for variant, root in (("off", off_root), ("warm", warm_root)):
+                if variant == "warm":
+                    os.chdir(cwd)
+                    refresh()
                 os.chdir(root)
                 config = load_config(str(root / "mkdocs.yml"))
                 before = emulator.stats()["total_requests"]
@@ -171,11 +189,16 @@ def sphinx_rows(base: Path, docs: int, embeds: int, runs: int, emulator: Emulato
     cache = base / "sx-cache"
     sx.write_conf(with_ext, extension=True, endpoint=emulator.url, mode="build", concurrency=CONCURRENCY, cache=cache)
     sx.write_conf(without, extension=False, endpoint=emulator.url, mode="build", concurrency=CONCURRENCY, cache=cache)
+    filled = time.monotonic()
     sphinx_process(with_ext, base / "sx-out")  # fills the ledger
     walls: dict[str, list[float]] = {"off": [], "warm": []}
     calls = 0
     for run in range(runs):
         for variant, src in (("off", without), ("warm", with_ext))[::1 if run % 2 else -1]:
+            if variant == "warm" and time.monotonic() - filled > REFRESH_AFTER:  # stay in the trust window
+                filled = time.monotonic()
+                sphinx_process(with_ext, base / "sx-out")
+                print(f"  {docs}p sphinx ledger checked again (unmeasured), to stay in the trust window", flush=True)
             before = emulator.stats()["total_requests"]
             walls[variant].append(sphinx_process(src, base / "sx-out"))
             calls += emulator.stats()["total_requests"] - before

@@ -37,7 +37,13 @@ import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
 from sphere_docs.api.client import ContainersClient, Workspace
-from sphere_docs.pipeline.provision import WINDOW_SLACK, Ledger, parse_time
+from sphere_docs.pipeline.provision import (
+    JOURNAL_NAME,
+    LEDGER_NAME,
+    WINDOW_SLACK,
+    Ledger,
+    parse_time,
+)
 from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
 from sphere_docs.tools.doctor import run_doctor
 
@@ -199,3 +205,34 @@ def test_kill_9_leaves_only_named_creates(access_token: str, tmp_path: Path) -> 
     print(f"kill -9: {len(rows)} runs, unrecorded after the kill {total_unrecorded} <= in flight "
           f"{total_in_flight}; after the next build: orphaned {sum(r['orphaned'] for r in rows)}")
     assert all(r["unrecorded"] <= r["in flight"] and r["orphaned"] == 0 for r in rows)
+
+
+def test_kill_9_leaves_every_workspace_recoverable_from_the_journal(slow_emulator: EmulatorServer,
+                                                                     tmp_path: Path) -> None:
+    """A first build killed mid-way has written no ledger.json yet: the journal alone names each
+    workspace it made (recorded, or covered by an intent); the next build adopts them all."""
+    cache = make_site(tmp_path, slow_emulator.url)
+    ledger = Ledger(cache)
+    proc = start_build(tmp_path)
+    wait_for_moment(ledger, proc, recorded=CONCURRENCY)
+    proc.kill()
+    proc.communicate()
+    settle(slow_emulator)
+    assert not (cache / LEDGER_NAME).exists()  # never written whole: everything is in the journal
+    with open(cache / JOURNAL_NAME, "ab") as fh:  # and its last line cut short, as a crash mid-write leaves it
+        fh.write(b'{"ops":[["entries","http://127.0.0.1/api/v1|')
+    after = tally(slow_emulator, ledger)
+    assert after.recorded >= CONCURRENCY
+    assert after.workspaces <= after.recorded + len(after.intents)
+    assert all(covered(ws, after.intents) for ws in after.unrecorded)
+    rebuild = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q"], cwd=tmp_path, check=False,
+                             env={**os.environ, TOKEN_ENV: SECRET_TOKEN}, capture_output=True, text=True)
+    assert rebuild.returncode == 0, rebuild.stderr
+    final = tally(slow_emulator, ledger)
+    print(f"\nkill -9 of a first build: {after.workspaces} workspaces made, {after.recorded} in the journal's "
+          f"entries, {len(after.unrecorded)} covered by its {len(after.intents)} intents; after the next build "
+          f"{final.workspaces} workspaces, {final.recorded} recorded, orphaned {len(final.unrecorded)}")
+    # (an intent whose create never reached the API stays until its window ends: nothing to adopt)
+    assert final.unrecorded == [] and final.workspaces == final.recorded == EMBEDS
+    assert not (cache / JOURNAL_NAME).exists()
+    assert len(json.loads((cache / LEDGER_NAME).read_text())["entries"]) == EMBEDS

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_json", "atomic_write_text", "sync_folder"]
 
 
 def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: int | None = None,
@@ -39,10 +39,10 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8", mode: i
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Flush a folder's entries (the rename above) to disk, where the platform allows it."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

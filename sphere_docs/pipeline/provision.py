@@ -7,8 +7,11 @@ Both front ends (the MkDocs plugin and the Sphinx extension) collect an
 
 The ledger
 ----------
-Created workspaces are recorded in ``<cache>/ledger.json`` (the ``cache``
-setting; keep it out of the docs folder so it is never published)::
+Created workspaces are recorded in the ledger under the ``cache`` folder (keep
+it out of the docs folder so it is never published): ``ledger.json`` plus the
+journal of the changes since it was last written whole, ``ledger.journal``
+(:mod:`sphere_docs.pipeline.ledger` keeps both on disk and documents their format).  Its
+content, as :meth:`Ledger.read` answers it::
 
     {"version": 1,
      "entries": {"<api_base>|<project>|<creation key>|<page>#<name>":
@@ -31,7 +34,7 @@ creates exactly one new one.  The stored token is the *workspace* token
 the key as it is) make the ledger lose nothing: before each ``POST
 /workspaces`` an *intent* (project, creation options, page and name, start
 time) is written durably, and the moment the create answers, the workspace is
-recorded and the intent dropped, in one write.  So whatever kills a build, the
+recorded and the intent dropped, in one journal line.  So whatever kills a build, the
 only workspaces the ledger does not list are creates that were in flight, and
 each of those is named by an intent (``state: in_flight``).  A create that got
 no usable answer (timeout, reset, 5xx after sending) leaves its intent with
@@ -59,10 +62,13 @@ auto-resume), all concurrently (at most ``concurrency`` calls in flight).  A
 check the API cannot answer (5xx, 429, timeout, connection error after the
 retries) keeps the recorded workspace, with a warning: it was live at the last
 build, and only a definite answer (404, removed, errored) replaces it.
-The ledger is only ever replaced whole (temporary file + ``os.replace``,
-flushed to disk) while holding a :class:`filelock.FileLock`, and every write
-re-reads the file and merges, so two builds at once leave it valid and
-complete; the writes of concurrent workers are grouped (one write per batch).
+Each intent and each result is one journal line (O(change), flushed to disk
+before the create is sent, resp. before the answer is used); the writes of
+concurrent workers are grouped (one line per batch).  The ledger is written
+whole once per build (the build's record, with the journal folded in) and for
+the rare whole-ledger changes (reconciling, renaming legacy keys, prune).
+Every write holds a :class:`filelock.FileLock` and first reads what other
+builds added, so two builds at once leave it valid and complete.
 If another build recorded a workspace for the same key while we were creating
 ours, we adopt theirs and remove ours, so a key never ends up with two
 workspaces.
@@ -112,7 +118,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -122,11 +127,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
-
-import filelock
 
 from ..api.client import (
     RETRY_AFTER_MAX,
@@ -140,7 +142,6 @@ from ..api.client import (
     Workspace,
 )
 from ..core.errors import SphereDocsError
-from ..core.fileio import atomic_write_text
 from ..core.manifest import (
     ManifestError,
     ManifestUnavailable,
@@ -153,8 +154,20 @@ from ..core.options import TOKEN_RE, WORKSPACE_ID_RE
 from ..core.redact import redact
 from ..core.settings import PREVIOUS_MANIFEST_ENV, SiteSettings, parse_endpoint
 from . import Embed
+from .ledger import (
+    JOURNAL_NAME,
+    LEDGER_NAME,
+    GroupCommit,
+    Ledger,
+    LedgerError,
+    _now,
+    _stamp,
+    parse_time,
+    validate_ledger,
+)
 
 __all__ = [
+    "JOURNAL_NAME",
     "LEDGER_NAME",
     "EmbedRequest",
     "Ledger",
@@ -169,9 +182,6 @@ __all__ = [
     "validate_ledger",
 ]
 
-LEDGER_NAME = "ledger.json"
-LEDGER_VERSION = 1
-LOCK_TIMEOUT = 60.0
 PROGRESS_EVERY_SECONDS = 2.0
 #: builds with at least this many embeds log progress every tenth (others only when slow)
 PROGRESS_MIN_TOTAL = 10
@@ -181,7 +191,6 @@ UNUSED_MARK = "|unused:"
 WINDOW_SLACK = 5.0
 #: seconds a server may still complete a create after the client stopped waiting for its answer
 LATE_ANSWER_GRACE = 60.0
-INTENT_STATES = ("in_flight", "unanswered")
 
 log = logging.getLogger("sphere_docs.pipeline.provision")
 
@@ -233,64 +242,6 @@ class ProvisionError(SphereDocsError):
         super().__init__(message)
 
 
-#: the fix for a ledger that cannot be read, in every message that reports one
-MOVE_ASIDE = ("move it aside to start a new ledger (e.g. rename it to {name}.damaged); the "
-              "workspaces it lists stay on your account until you remove them (client panel)")
-
-
-class LedgerError(SphereDocsError):
-    """The ledger cannot be read or written; nothing was created or overwritten.
-
-    ``path`` is the file, ``problem`` what is wrong with it (with the place:
-    line and column, or the key), ``fix`` what to do.  ``str()`` is one
-    sentence with all three, the same in a build, ``doctor`` and ``prune``.
-    """
-
-    def __init__(self, path: Path | str, problem: str, fix: str | None = None):
-        self.path = Path(path)
-        self.problem = problem
-        self.fix = fix or MOVE_ASIDE.format(name=self.path.name)
-        super().__init__(f"sphere-workspaces: {self.sentence}")
-
-    @property
-    def sentence(self) -> str:
-        """The message without the ``sphere-workspaces:`` prefix (for ``sphere-docs`` commands)."""
-        return f"the ledger {self.path} {self.problem}; {self.fix}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.problem, self.fix))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_TIME_RE = re.compile(
-    r"^\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|z|[+-]\d{2}:?\d{2})?\s*$")
-
-
-def parse_time(text: object) -> float | None:
-    """Seconds since the epoch of an API or ledger time stamp (UTC when no offset), or None."""
-    if not isinstance(text, str):
-        return None
-    match = _TIME_RE.match(text)
-    if not match:
-        return None
-    day, clock, zone = match.groups()
-    if not zone or zone in ("Z", "z"):
-        zone = "+00:00"
-    elif ":" not in zone:
-        zone = zone[:3] + ":" + zone[3:]
-    try:
-        return datetime.fromisoformat(f"{day}T{clock}{zone}").timestamp()
-    except ValueError:
-        return None
-
-
 def ledger_key(api_base: str, request: EmbedRequest) -> str:
     spec = request.spec
     return "|".join((api_base, spec.project_id, spec.creation_key(), request.key))
@@ -299,297 +250,6 @@ def ledger_key(api_base: str, request: EmbedRequest) -> str:
 def unused_key(lkey: str, workspace_id: str) -> str:
     """The key of a spare entry: a workspace of ours that no embed uses (``prune`` removes it)."""
     return f"{lkey.split(UNUSED_MARK, 1)[0]}{UNUSED_MARK}{workspace_id}"
-
-
-# --------------------------------------------------------------------------- the ledger's shape
-
-
-class _Shape(Exception):
-    def __init__(self, where: str, problem: str):
-        self.where = where
-        self.problem = problem
-        super().__init__(f"{where}: {problem}")
-
-
-def _found(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _at(base: str, key: str) -> str:
-    return f"{base}[{json.dumps(key)}]" if base else json.dumps(key)
-
-
-def _check(value: Any, kinds: tuple[type, ...], where: str, what: str) -> None:
-    # bool is an int to Python, never to the ledger
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise _Shape(where, f"expected {what}, found {_found(value)}")
-
-
-def _check_fields(obj: Any, where: str, fields: Mapping[str, tuple[tuple[type, ...], str, bool]]) -> None:
-    _check(obj, (dict,), where, "an object")
-    for name, (kinds, what, required) in fields.items():
-        if name not in obj:
-            if required:
-                raise _Shape(where, f"the key {json.dumps(name)} is missing")
-            continue
-        _check(obj[name], kinds, f"{where}.{name}", what)
-
-
-_STR = ((str,), "a string")
-_OPT_STR = ((str, type(None)), "a string or null")
-_ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], str, bool]] = {
-    "workspace_id": (*_STR, True),
-    "workspace_token": (*_OPT_STR, False),
-    **{name: (*_STR, False) for name in ("endpoint", "project_id", "creation_key", "page", "name",
-                                          "created_at", "last_used_build", "last_used_at", "note",
-                                          "checked_at")},
-}
-_BUILD_FIELDS: dict[str, tuple[tuple[type, ...], str, bool]] = {
-    "build_id": (*_STR, True),
-    "updated_at": (*_STR, False),
-    "keys": ((list,), "a list of ledger keys", True),
-}
-_INTENT_FIELDS: dict[str, tuple[tuple[type, ...], str, bool]] = {
-    **{name: (*_STR, True) for name in ("endpoint", "project_id", "creation_key", "ledger_key",
-                                         "state", "started_at", "window_end")},
-    **{name: (*_STR, False) for name in ("page", "name", "build_id", "host", "ended_at", "reason")},
-    "pid": ((int,), "a process id", False),
-    "fields": ((dict,), "an object of creation fields", False),
-}
-
-
-def validate_ledger(data: Any) -> None:
-    """Raise ``ValueError`` naming the first place where ``data`` is not a ledger (the one schema).
-
-    Every key this module reads is checked for its type; keys it does not know
-    are left alone (a newer sphere-docs may add some).
-    """
-    try:
-        _validate(data)
-    except _Shape as shape:
-        raise ValueError(str(shape)) from None
-
-
-def _validate(data: Any) -> None:
-    _check(data, (dict,), "the top level", "an object")
-    if "version" not in data:
-        raise _Shape("the top level", 'the key "version" is missing')
-    version = data["version"]
-    _check(version, (int,), "version", "the number 1")
-    if version != LEDGER_VERSION:
-        raise _Shape("version", f"expected the number 1, found {_found(version)}")
-    if "entries" not in data:
-        raise _Shape("the top level", 'the key "entries" is missing')
-    _check(data["entries"], (dict,), "entries", "an object")
-    for key, entry in data["entries"].items():
-        where = _at("entries", key)
-        _check_fields(entry, where, _ENTRY_FIELDS)
-        if not entry["workspace_id"].strip():
-            raise _Shape(f"{where}.workspace_id", "expected a workspace id, found an empty string")
-    _check(data.get("builds", {}), (dict,), "builds", "an object")
-    for key, build in data.get("builds", {}).items():
-        where = _at("builds", key)
-        _check_fields(build, where, _BUILD_FIELDS)
-        for i, item in enumerate(build["keys"]):
-            _check(item, (str,), f"{where}.keys[{i}]", "a ledger key (a string)")
-    _check(data.get("intents", {}), (dict,), "intents", "an object")
-    for key, intent in data.get("intents", {}).items():
-        where = _at("intents", key)
-        _check_fields(intent, where, _INTENT_FIELDS)
-        if intent["state"] not in INTENT_STATES:
-            raise _Shape(f"{where}.state", f"expected one of {', '.join(INTENT_STATES)}, "
-                                           f"found {_found(intent['state'])}")
-        for name in ("started_at", "window_end", "ended_at"):
-            if name in intent and parse_time(intent[name]) is None:
-                raise _Shape(f"{where}.{name}", f"expected a time such as 2024-05-01T12:00:00Z, "
-                                                f"found {_found(intent[name])}")
-        for name, value in intent.get("fields", {}).items():
-            _check(value, (str,), f"{where}.fields.{name}", "a string")
-
-
-def parse_ledger(raw: bytes, path: Path) -> dict[str, Any]:
-    """The ledger in ``raw`` (the bytes of ``path``), validated; :class:`LedgerError` if it is not one."""
-    if not raw.strip():
-        raise LedgerError(path, "is empty (a ledger is never written empty: it was cut short)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise LedgerError(path, f"is damaged: byte {exc.start} (line {line}) is not UTF-8 text") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LedgerError(path, f"is damaged: line {exc.lineno}, column {exc.colno}: {exc.msg} "
-                                "(not valid JSON; cut short?)") from None
-    except RecursionError:
-        raise LedgerError(path, "is damaged: nested too deeply to be a ledger") from None
-    if isinstance(data, dict) and isinstance(data.get("version"), int) \
-            and not isinstance(data.get("version"), bool) and data["version"] > LEDGER_VERSION:
-        raise LedgerError(path, f"was written by a newer sphere-docs (ledger version {data['version']})",
-                          fix="upgrade sphere-docs (pip install -U sphere-docs) to build with it")
-    try:
-        _validate(data)
-    except _Shape as shape:
-        raise LedgerError(path, f"is damaged: at {shape.where}: {shape.problem}") from None
-    data.setdefault("builds", {})
-    data.setdefault("intents", {})
-    return data  # type: ignore[no-any-return]
-
-
-def dump_ledger(data: Mapping[str, Any]) -> str:
-    """The ledger as JSON text: key-sorted, one line per section (``builds``, ``entries``...).
-
-    Written by the C encoder in one call per section (``indent`` makes :mod:`json`
-    use its pure-Python encoder, several times slower; the ledger is written around
-    every create).  ``python -m json.tool`` shows it indented.
-    """
-    lines = (f" {json.dumps(key)}: {json.dumps(data[key], sort_keys=True)}" for key in sorted(data))
-    return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
-# --------------------------------------------------------------------------- ledger
-
-
-class Ledger:
-    """The ledger file under ``cache_dir``: atomic writes, read-merge-write under a file lock."""
-
-    def __init__(self, cache_dir: Path | str, *, lock_timeout: float = LOCK_TIMEOUT):
-        self.dir = Path(cache_dir)
-        self.path = self.dir / LEDGER_NAME
-        self._lock = filelock.FileLock(str(self.dir / (LEDGER_NAME + ".lock")), timeout=lock_timeout)
-        self._written: bytes | None = None  #: what this object wrote last (known valid)
-
-    @staticmethod
-    def used_keys(data: Mapping[str, Any]) -> set[str]:
-        """Ledger keys that the last build of some site scope used (what prune keeps)."""
-        used: set[str] = set()
-        for build in data.get("builds", {}).values():
-            if isinstance(build, Mapping):
-                used.update(str(k) for k in build.get("keys") or ())
-        return used
-
-    @staticmethod
-    def entry_api_base(key: str, entry: Mapping[str, Any]) -> str:
-        """The API endpoint an entry's workspace lives on (older entries only have it in the key)."""
-        return str(entry.get("endpoint") or key.split("|", 1)[0])
-
-    @staticmethod
-    def empty() -> dict[str, Any]:
-        return {"version": LEDGER_VERSION, "entries": {}, "builds": {}, "intents": {}}
-
-    def read(self) -> dict[str, Any]:
-        """The current content, validated (an empty ledger when there is no file yet).
-
-        Raises :class:`LedgerError` when the file exists but cannot be used.
-        """
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return self.empty()
-        except IsADirectoryError:
-            raise LedgerError(self.path, "is a folder, not a file") from None
-        except PermissionError:
-            raise LedgerError(
-                self.path, "cannot be read: permission denied",
-                fix=f"let the user who builds read and write it (e.g. chmod u+rw {self.path}); "
-                    "it is not replaced, so its workspaces stay known") from None
-        except OSError as exc:
-            raise LedgerError(self.path, f"cannot be read: {exc.strerror or exc}") from None
-        if raw == self._written:  # our own last write, unchanged since: valid, no need to check again
-            data: dict[str, Any] = json.loads(raw)
-            return data
-        return parse_ledger(raw, self.path)
-
-    def update(self, mutate: Callable[[dict[str, Any]], Any]) -> Any:
-        """Re-read the ledger under the lock, let ``mutate`` change it, write it atomically and durably.
-
-        Raises :class:`LedgerError` (and writes nothing) when the file on disk cannot be
-        read, or when it cannot be written.
-        """
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(self.path, f"cannot be created: the cache folder {self.dir} cannot be "
-                                         f"made ({exc.strerror or exc})",
-                              fix="set the cache setting to a folder the build can write") from None
-        ignore = self.dir / ".gitignore"
-        if not ignore.exists():
-            with contextlib.suppress(OSError):
-                ignore.write_text("# sphere-docs cache: local state, never commit or publish\n*\n")
-        try:
-            with self._lock:
-                data = self.read()
-                result = mutate(data)
-                text = dump_ledger(data)
-                # workspace tokens: private to the builder
-                atomic_write_text(self.path, text, mode=0o600, durable=True)
-                self._written = text.encode("utf-8")
-                return result
-        except filelock.Timeout:
-            raise LedgerError(self.path, f"is locked by another build for more than {self._lock.timeout:g}s",
-                              fix="wait for the other build to finish, then build again") from None
-        except LedgerError:
-            raise
-        except OSError as exc:
-            raise LedgerError(self.path, f"cannot be written: {exc.strerror or exc}",
-                              fix=f"make room or give write access in {self.dir}, then build again; "
-                                  "the file as it was is kept") from None
-
-
-class _Change:
-    __slots__ = ("apply", "done", "error", "result")
-
-    def __init__(self, apply: Callable[[dict[str, Any]], Any]):
-        self.apply = apply
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-class _Journal:
-    """Group commit: the changes of concurrent workers go to the ledger in one write per batch.
-
-    :meth:`apply` returns once the change is on disk (or raises the write's error).
-    """
-
-    def __init__(self, ledger: Ledger):
-        self.ledger = ledger
-        self._cond = threading.Condition()
-        self._queue: list[_Change] = []
-        self._busy = False
-
-    def apply(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        item = _Change(change)
-        with self._cond:
-            self._queue.append(item)
-            while self._busy and not item.done:
-                self._cond.wait()
-            if not item.done:
-                batch, self._queue = self._queue, []
-                self._busy = True
-        if not item.done:
-            error: BaseException | None = None
-            try:
-                def mutate(data: dict[str, Any]) -> None:
-                    for each in batch:
-                        each.result = each.apply(data)
-                self.ledger.update(mutate)
-            except BaseException as exc:  # the writer's error is every waiter's error
-                error = exc
-            with self._cond:
-                for each in batch:
-                    each.error = error
-                    each.done = True
-                self._busy = False
-                self._cond.notify_all()
-        if item.error is not None:
-            raise item.error
-        return item.result
 
 
 # --------------------------------------------------------------------------- intents
@@ -823,7 +483,7 @@ class Provisioner:
         self.scope = scope
         self.build_id = build_id or f"{_now()}-{uuid.uuid4().hex[:8]}"
         self.ledger = Ledger(settings.cache_dir)
-        self._journal = _Journal(self.ledger)
+        self._journal = GroupCommit(self.ledger)
         self._client = client
         self._owns_client = client is None
         self._lock = threading.Lock()
@@ -1192,7 +852,7 @@ class Provisioner:
             data["entries"][lkey] = entry
             return None
 
-        theirs = self._journal.apply(record)
+        theirs = self._journal.apply(record, [("entries", lkey)], durable=False)
         return _recorded_workspace(theirs) if theirs is not None else ws
 
     def _create(self, stop: threading.Event, client: ContainersClient, outcome: _Outcome) -> _Outcome:
@@ -1209,7 +869,7 @@ class Provisioner:
         created: Workspace | None = None
         try:
             if stop.is_set():  # stopped while the intent was being written: send nothing
-                self._journal.apply(lambda data: data["intents"].pop(iid, None))
+                self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)], durable=False)
                 outcome.skipped = True
                 return outcome
             try:
@@ -1273,7 +933,7 @@ class Provisioner:
             data["intents"][iid] = intent
 
         try:
-            self._journal.apply(add)
+            self._journal.apply(add, [("intents", iid)])
         except BaseException:
             with _ACTIVE_LOCK:
                 _ACTIVE_INTENTS.discard(iid)
@@ -1283,7 +943,7 @@ class Provisioner:
     def _settle_intent(self, iid: str, error: SphereEngineError) -> None:
         """A create failed: forget its intent, unless the API may have made the workspace."""
         if not error.maybe_processed:
-            self._journal.apply(lambda data: data["intents"].pop(iid, None))
+            self._journal.apply(lambda data: data["intents"].pop(iid, None), [("intents", iid)], durable=False)
             return
         now = time.time()
         # An answer (5xx) ends the server's work; without one the server may finish later.
@@ -1295,7 +955,7 @@ class Provisioner:
                 intent.update(state="unanswered", ended_at=_stamp(now), window_end=_stamp(now + late),
                               reason=redact(error.reason)[:300])
 
-        self._journal.apply(unanswered)
+        self._journal.apply(unanswered, [("intents", iid)], durable=False)
 
     def _entry(self, request: EmbedRequest, ws: Workspace, *, created_at: str | None = None,
                note: str | None = None) -> dict[str, Any]:
@@ -1325,7 +985,7 @@ class Provisioner:
             data["intents"].pop(iid, None)
             data["entries"][unused_key(lkey, ws.id)] = entry
 
-        self._journal.apply(spare)
+        self._journal.apply(spare, [("intents", iid), ("entries", unused_key(lkey, ws.id))], durable=False)
 
     def _record_created(self, client: ContainersClient, outcome: _Outcome, iid: str) -> None:
         """Record the workspace a create just answered (and drop its intent), in one durable write."""
@@ -1352,7 +1012,10 @@ class Provisioner:
             entries[lkey] = entry
             return None
 
-        theirs = self._journal.apply(change)
+        touches = [("intents", iid), ("entries", lkey), ("entries", unused_key(lkey, ws.id))]
+        if replaced is not None:
+            touches.append(("entries", unused_key(lkey, replaced.id)))
+        theirs = self._journal.apply(change, touches, durable=False)
         if theirs is not None:
             outcome.workspace = _recorded_workspace(theirs)
             outcome.created = False
@@ -1377,7 +1040,7 @@ class Provisioner:
             if entry is not None and entry.get("workspace_id") == ws_id:
                 del data["entries"][key]
 
-        self._journal.apply(drop)
+        self._journal.apply(drop, [("entries", key)], durable=False)
 
     @staticmethod
     def _usable(ws: Workspace, request: EmbedRequest) -> str | None:

@@ -365,7 +365,7 @@ def _report_projects(report: _Report, client: Any, found: CheckResult) -> None:
 
 def _report_ledger(report: _Report, settings: SiteSettings, client: Any) -> None:
     from ..api.client import NotFoundError, SphereEngineError
-    from ..pipeline.provision import Ledger, LedgerError
+    from ..pipeline.ledger import Ledger, LedgerError
 
     ledger = Ledger(settings.cache_dir)
     where = _show(ledger.path)
@@ -492,7 +492,7 @@ def _removal_estimate(ws: Any) -> float | None:
     The API shows no stop time: the last activity is ``last_usage`` (or ``created_at``), and the
     workspace stopped ``inactivity_timeout`` after it.  None when the fields are missing.
     """
-    from ..pipeline.provision import parse_time
+    from ..pipeline.ledger import parse_time
 
     raw = ws.raw
     last = parse_time(raw.get("last_usage")) or parse_time(raw.get("created_at"))

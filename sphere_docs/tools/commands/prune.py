@@ -78,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from ...api.client import ContainersClient
     from ...core.errors import SphereDocsError
     from ...core.settings import SiteSettings
-    from ...pipeline.provision import LEDGER_NAME, LedgerError, prune
+    from ...pipeline.ledger import JOURNAL_NAME, LEDGER_NAME, LedgerError
+    from ...pipeline.provision import prune
 
     cache = Path(args.cache)
     try:
-        present = (cache / LEDGER_NAME).exists()
+        present = (cache / LEDGER_NAME).exists() or (cache / JOURNAL_NAME).exists()  # (a killed first build)
     except OSError:  # the cache folder cannot be looked into: let the ledger say why
         present = True
     if not present:
