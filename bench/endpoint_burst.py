@@ -41,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -371,6 +372,21 @@ def table(rows: list[Row], latency: float) -> list[str]:
     return lines
 
 
+def summary(rounds: list[list[Row]]) -> list[str]:
+    """Per row: each round's p99 / that round's direct p99, their median, and every 5xx."""
+    keys = [r.key for r in rounds[0] if r.key != "direct"]
+    lines = [f"Median over {len(rounds)} rounds (the machine's load moves the direct floor between rounds, "
+             "so each ratio is taken within its round):", "",
+             "| row | p99 / direct p99, round by round | median | 5xx, all rounds |", "|---|---|---|---|"]
+    for key in keys:
+        ratios = [r.pct(0.99) / d.pct(0.99) for rows in rounds
+                  for r in rows if r.key == key for d in rows if d.key == "direct"]
+        errors = sum(r.errors_5xx for rows in rounds for r in rows if r.key == key)
+        lines.append(f"| {ROWS[key]} | {', '.join(f'{x:.2f}x' for x in ratios)} | "
+                     f"**{statistics.median(ratios):.2f}x** | {errors} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readers", type=int, default=1000)
@@ -380,22 +396,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-clients", type=int, default=0, metavar="N")
     parser.add_argument("--threads", type=int, default=0,
                         help="SPHERE_ENDPOINT_THREADS for the memory and redis rows (default: the config's)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the rows, one after the other; the ratio is taken within each round "
+                             "(against that round's direct row) and the median reported")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
-    rows: list[Row] = []
+    keys = [k for k in args.rows.split(",") if k]
+    for key in keys:
+        if key not in ROWS:
+            parser.error(f"unknown row {key!r}; rows: {', '.join(ROWS)}")
+    rounds: list[list[Row]] = []
     slow: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sphere-bench-burst-") as tmpdir:
         tmp = Path(tmpdir)
-        for key in [k for k in args.rows.split(",") if k]:
-            if key not in ROWS:
-                parser.error(f"unknown row {key!r}; rows: {', '.join(ROWS)}")
-            rows.append(run_row(key, args, tmp))
-            print("\n".join(table(rows, args.latency)[-1:]), flush=True)
+        for number in range(args.rounds):
+            rows: list[Row] = []
+            # the baseline of the old config is slow and far off: measured in the first round only
+            for key in [k for k in keys if k != "old" or number == 0]:
+                rows.append(run_row(key, args, tmp))
+                print(f"round {number + 1}: " + "\n".join(table(rows, args.latency)[-1:]), flush=True)
+            rounds.append(rows)
         if args.slow_clients:
             slow = run_slow(args, tmp)
     lines = [f"{args.readers} new readers (distinct clients) arriving uniformly within {args.window:g} s; "
-             f"emulator latency {args.latency * 1000:.0f} ms per create; time = click to workspace id.", "",
-             *table(rows, args.latency)]
+             f"emulator latency {args.latency * 1000:.0f} ms per create; time = click to workspace id.", ""]
+    for number, rows in enumerate(rounds):
+        if len(rounds) > 1:
+            lines += [f"Round {number + 1}:", ""]
+        lines += [*table(rows, args.latency), ""]
+    if len(rounds) > 1:
+        lines += summary(rounds)
     if slow:
         lines += ["", "`/healthz` while slow clients hold sockets open straight on gunicorn (no proxy), probes "
                       "one after the other:", "",

@@ -24,19 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.errors import SettingsError
-from ...core.options import PROJECT_ID_RE, OptionError, parse_options
+from ...core.options import CREATE_FIELDS, OPTIONS, PROJECT_ID_RE, OptionError, parse_options
 from ...core.settings import DEFAULT_TOKEN_ENV, ENV_NAME_RE, HOST_RE, parse_endpoint
 
 __all__ = ["ENV_VARS", "SETTINGS", "EndpointConfig", "Setting", "Window", "parse_window", "setting_error"]
 
-#: options an operator may set per project for the workspaces the endpoint creates
-CREATE_OPTION_NAMES = (
-    "token-required",
-    "inactivity-timeout",
-    "retention-stopped",
-    "retention-total",
-    "auto-resume",
-)
+#: options an operator may set per project for the workspaces the endpoint creates: the directive's
+#: options that go to the API on create (the one schema's CREATE_FIELDS, by their option names)
+CREATE_OPTION_NAMES = tuple(option.name for option in OPTIONS.values() if option.attr in dict(CREATE_FIELDS))
 
 
 def setting_error(var: str, value: Any, valid: str, problem: str = "invalid value") -> SettingsError:
