@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.options import FALSE_WORDS, TRUE_WORDS
+from ..core.options import truth
 
 __all__ = [
     "STATE_ERROR",
@@ -42,12 +42,10 @@ def _as_bool(value: Any, default: bool) -> bool:
         return value
     if value is None:
         return default
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS or text == "":
+    if not str(value).strip():
         return False
-    return default
+    found = truth(value)
+    return default if found is None else found
 
 
 def _state(data: Mapping[str, Any]) -> tuple[int, str]:

@@ -119,13 +119,25 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+def truth(text: object) -> bool | None:
+    """``True`` / ``False`` for a word of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` (any case), else ``None``.
+
+    The one reader of true/false words: directive options, settings from the command line,
+    the API's answers and the endpoint's variables; each caller says what "" and other words mean.
+    """
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    return True if value in TRUE_WORDS else False if value in FALSE_WORDS else None
+
+
 def _boolean(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in TRUE_WORDS or value == "":  # a bare flag (`:token-required:`) means true
+    if not raw.strip():  # a bare flag (`:token-required:`) means true
         return True
-    if value in FALSE_WORDS:
-        return False
-    raise ValueError("true | false")
+    value = truth(raw)
+    if value is None:
+        raise ValueError("true | false")
+    return value
 
 
 def _minutes(raw: str) -> int:

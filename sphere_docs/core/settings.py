@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple, get_args, get_type_hints
 from urllib.parse import urlsplit
 
 from .errors import SettingsError
-from .options import FALSE_WORDS, MODES, TRUE_WORDS
+from .options import MODES, truth
 
 __all__ = [
     "ON_ERROR",
@@ -137,8 +137,8 @@ class Setting(NamedTuple):
         if str in self.types:
             return text
         if bool in self.types:
-            low = text.strip().lower()
-            return True if low in TRUE_WORDS else False if low in FALSE_WORDS else text
+            value = truth(text)
+            return text if value is None else value
         try:
             return float(text) if float in self.types else int(text)
         except ValueError:

@@ -150,7 +150,7 @@ from ..core.manifest import (
     shown_source,
 )
 from ..core.naming import legacy_adoptions
-from ..core.options import TOKEN_RE, WORKSPACE_ID_RE
+from ..core.options import TOKEN_RE, WORKSPACE_ID_RE, truth
 from ..core.redact import redact
 from ..core.settings import PREVIOUS_MANIFEST_ENV, SiteSettings, parse_endpoint
 from . import Embed
@@ -293,7 +293,7 @@ def _options_match(ws: Workspace, fields: Mapping[str, str]) -> bool:
         if have is None:
             continue
         if name in _BOOL_FIELDS:
-            flag = have if isinstance(have, bool) else str(have).strip().lower() in ("true", "1", "yes", "on")
+            flag = truth(have) is True
             if flag != (wanted == "true"):
                 return False
         else:

@@ -398,6 +398,8 @@ def _project_config(name: str) -> str:
     return json.dumps(config, separators=(",", ":"))
 
 
+# The emulated API's own reading of a boolean form field (what the vendor's API accepts is inferred:
+# see the module docstring), deliberately not the package's reader: it is the other side of the wire.
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.errors import SettingsError
-from ...core.options import CREATE_FIELDS, OPTIONS, PROJECT_ID_RE, OptionError, parse_options
+from ...core.options import CREATE_FIELDS, OPTIONS, PROJECT_ID_RE, OptionError, parse_options, truth
 from ...core.settings import DEFAULT_TOKEN_ENV, ENV_NAME_RE, HOST_RE, parse_endpoint
 
 __all__ = ["ENV_VARS", "SETTINGS", "EndpointConfig", "Setting", "Window", "parse_window", "setting_error"]
@@ -179,8 +179,6 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-_BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
-              "off": False, "": False}
 
 
 def _split(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -243,10 +241,10 @@ def _coerce(setting: Setting, value: Any, label: str) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text not in _BOOL_TEXT:
+        found = truth(value) if str(value).strip() else False  # an empty variable is off
+        if found is None:
             raise setting_error(label, value, "1 or 0")
-        return _BOOL_TEXT[text]
+        return found
     if kind == "window":
         return parse_window(value, label)
     if kind == "json" and isinstance(value, str):

@@ -33,6 +33,8 @@ address from ``X-Forwarded-For`` instead of the proxy's.
 import os
 import tempfile
 
+from sphere_docs.core.options import truth  # the one reader of true/false words
+
 _storage = os.environ.get("SPHERE_ENDPOINT_STORAGE", "").strip() or "memory://"
 _memory = _storage.startswith("memory://")
 
@@ -57,7 +59,7 @@ loglevel = "info"
 
 # /metrics under several workers: prometheus-client's multiprocess mode, one directory
 # shared by this master's workers (set before they import prometheus-client).
-if os.environ.get("SPHERE_ENDPOINT_METRICS", "").strip().lower() in ("1", "true", "yes", "on") \
+if truth(os.environ.get("SPHERE_ENDPOINT_METRICS", "")) \
         and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sphere-endpoint-metrics-")
 
