@@ -96,11 +96,11 @@ def test_valid_embeds_are_found_with_their_options(monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(TREE)
     result = check_paths(["."])
     # Markdown embeds get their default name (ws-...) from the extension; rST ones have none yet
-    found = [(e.file, e.line, e.spec.project_id, e.spec.mode,
+    found = [(e.page, e.line, e.spec.project_id, e.spec.mode,
               None if (e.spec.name or "ws-").startswith("ws-") else e.spec.name)
              for e in result.embeds]
     assert sorted(found) == sorted(VALID)
-    by_place = {(e.file, e.line): e.spec for e in result.embeds}
+    by_place = {(e.page, e.line): e.spec for e in result.embeds}
     yaml_spec = by_place[("docs/lessons/yaml.md", 6)]
     assert (yaml_spec.height, yaml_spec.auto_resume, yaml_spec.inactivity_timeout, yaml_spec.classes) == (
         "420px", True, 30, ("compact", "wide"))

@@ -43,8 +43,9 @@ from markdown import Markdown
 
 from .. import pipeline
 from ..core import catalog
+from ..core.embed import Embed
 from ..core.naming import PageNamer
-from ..core.options import OptionError, WorkspaceSpec
+from ..core.options import OptionError
 from ..core.settings import SiteSettings
 from ..site import find_site, load_mkdocs_config, load_site
 from ..syntax import rst
@@ -55,7 +56,6 @@ from ..syntax.myst import strip_front_matter
 __all__ = [
     "SKIP_DIRS",
     "CheckResult",
-    "FoundEmbed",
     "Problem",
     "check_paths",
     "find_pages",
@@ -87,16 +87,6 @@ _CHECK_LAZY_ENDPOINT = "https://sphere-docs.invalid/check"
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class FoundEmbed:
-    """One valid embed: where it is and what it asks for."""
-
-    file: str  #: the path as displayed (relative to what the user passed)
-    line: int
-    spec: WorkspaceSpec
-    syntax: str  #: "markdown" or "rst"
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,7 @@ class Problem:
 
 @dataclass
 class CheckResult:
-    embeds: list[FoundEmbed] = field(default_factory=list)
+    embeds: list[Embed] = field(default_factory=list)  #: valid ones; ``page`` is the file as displayed
     problems: list[Problem] = field(default_factory=list)
     pages: list[str] = field(default_factory=list)  #: every page scanned
     #: embeds per page, valid or not (an invalid embed is still an embed)
@@ -269,7 +259,7 @@ def _rst_directive(result: CheckResult, namer: PageNamer, file: str, directive: 
     if spec is None:
         result.problems.extend(Problem.from_catalog(p, file) for p in problems)
         return
-    result.embeds.append(FoundEmbed(file, line_no, spec, "rst"))
+    result.embeds.append(Embed(file, spec, line_no))
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -301,7 +291,7 @@ class _MarkdownChecker:
         warnings: list[DirectiveError] = []
         embeds, errors = self.extension.finish_page(warnings)
         for embed in embeds:
-            result.embeds.append(FoundEmbed(file, embed.line or 0, embed.spec, "markdown"))
+            result.embeds.append(Embed(file, embed.spec, embed.line))
         for warning in warnings:  # directive text the page shows as text (a ':::' fence...): as the build
             result.problems.append(Problem(file, warning.line, warning.message, severity="warning"))
         for err in errors:
@@ -330,7 +320,7 @@ def scan_markdown(text: str, file: str, checker: _MarkdownChecker, *, myst: bool
                                 default_mode=default_mode))
     result.pages = [file]
     result.problems.sort(key=lambda p: (p.line or 0))
-    result.embeds.sort(key=lambda e: e.line)
+    result.embeds.sort(key=lambda e: e.line or 0)
     return result
 
 

@@ -199,7 +199,7 @@ def _report_embeds(report: _Report, site: DocsSite, found: CheckResult,
                        + ((f"... and {len(found.errors) - 10} more",) if len(found.errors) > 10 else ()))
     if lazy and settings is not None and not settings.lazy_endpoint:
         first = next(e for e in found.embeds if e.spec.mode == "lazy")
-        report.problem(f"{plural(lazy, 'lazy embed')} (first at {first.file}:{first.line}) but no "
+        report.problem(f"{plural(lazy, 'lazy embed')} (first at {first.page}:{first.line}) but no "
                        "lazy endpoint is set",
                        f"set {_setting(site, 'lazy_endpoint')} {_where(site)} to the URL of your "
                        "lazy endpoint (see `sphere-docs endpoint --help`)")
@@ -261,9 +261,9 @@ def lifecycle_of(spec: Any) -> tuple[str, str, str | None]:
 def _report_lifecycles(report: _Report, site: DocsSite, found: CheckResult) -> None:
     """One line per lifecycle of the build-mode embeds; a warning for those that die between builds."""
     groups: dict[tuple[str, str, str | None], list[str]] = {}
-    for embed in sorted(found.embeds, key=lambda e: (e.file, e.line)):
+    for embed in sorted(found.embeds, key=lambda e: (e.page, e.line or 0)):
         if embed.spec.mode == "build":
-            groups.setdefault(lifecycle_of(embed.spec), []).append(f"{embed.file}:{embed.line}")
+            groups.setdefault(lifecycle_of(embed.spec), []).append(f"{embed.page}:{embed.line}")
     for (_kind, sentence, fix), places in groups.items():
         count = plural(len(places), "build embed")
         if fix is None:
@@ -335,8 +335,8 @@ def _report_projects(report: _Report, client: Any, found: CheckResult) -> None:
     from ..api.client import SphereEngineError
 
     used: dict[str, list[str]] = {}
-    for embed in sorted(found.embeds, key=lambda e: (e.file, e.line)):
-        used.setdefault(embed.spec.project_id, []).append(f"{embed.file}:{embed.line}")
+    for embed in sorted(found.embeds, key=lambda e: (e.page, e.line or 0)):
+        used.setdefault(embed.spec.project_id, []).append(f"{embed.page}:{embed.line}")
     if not used:
         return
     try:
