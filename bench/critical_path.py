@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # bench/common.py
 import mkdocs_provision as mk
 import sphinx_provision as sx
 
@@ -233,12 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python bench/critical_path.py --sizes {' '.join(args.sizes)} --latency {args.latency} "
             f"--runs {args.runs}` on {machine}; few rounds on a shared machine: noisy.", "",
             *lines, READING, MARK_END])
-        old = RESULTS.read_text()
-        if MARK_START in old and MARK_END in old:
-            new = old[: old.index(MARK_START)] + section + old[old.index(MARK_END) + len(MARK_END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section + "\n"
-        RESULTS.write_text(new)
+        common.write_section(section, MARK_START, MARK_END)
     return 0
 
 

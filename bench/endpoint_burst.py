@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -49,6 +48,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import common  # bench/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -96,13 +97,7 @@ class Proc:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: gunicorn's workers too
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        common.stop_group(self.proc)  # its own session: gunicorn's workers too
         self._out.close()
 
 
@@ -438,12 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         section = "\n".join([
             MARK_START, "## A lecture's burst on the lazy endpoint (`bench/endpoint_burst.py`, issue 15)", "",
             f"`{command.replace(' --write', '')}` on {machine}.", "", *lines, "", READING, MARK_END])
-        old = RESULTS.read_text()
-        if MARK_START in old and MARK_END in old:
-            new = old[: old.index(MARK_START)] + section + old[old.index(MARK_END) + len(MARK_END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section + "\n"
-        RESULTS.write_text(new)
+        common.write_section(section, MARK_START, MARK_END)
     return 0
 
 

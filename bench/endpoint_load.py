@@ -25,7 +25,6 @@ import argparse
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import common  # bench/common.py
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,13 +95,7 @@ class Proc:
                 self._cond.wait(0.2)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # our own session: gunicorn's workers too
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        common.stop_group(self.proc)  # its own session: gunicorn's workers too
 
 
 def start_stack(latency: float, budget: int) -> tuple[Proc, Proc, str, str]:
@@ -302,14 +296,7 @@ def table(results: list[dict[str, Any]], n: int, concurrency: int) -> str:
 
 def write_section(text: str) -> None:
     section = f"{MARK_START}\n## Lazy endpoint under load (`bench/endpoint_load.py`)\n\n{text}\n{MARK_END}\n"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
-        new = head + section + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(new)
+    common.write_section(section, MARK_START, MARK_END)
 
 
 def main() -> int:

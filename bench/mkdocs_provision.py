@@ -54,6 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # bench/common.py
 import yaml
 
 from sphere_docs.services.emulator import DEMO_PROJECT_ID, EmulatorServer
@@ -377,12 +378,7 @@ def write_results(lines: list[str], args: argparse.Namespace) -> None:
         READING,
         MARK_END,
     ])
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if MARK_START in old and MARK_END in old:
-        new = old[: old.index(MARK_START)] + section + old[old.index(MARK_END) + len(MARK_END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(new)
+    common.write_section(section, MARK_START, MARK_END)
 
 
 if __name__ == "__main__":
