@@ -1,4 +1,4 @@
-"""Load test of the lazy endpoint: gunicorn (2 workers) on loopback, the emulator upstream.
+"""Load test of the lazy endpoint: gunicorn (the sample config, memory://) on loopback, the emulator upstream.
 
     python bench/endpoint_load.py [--requests 5000] [--concurrency 50] [--write]
 
@@ -113,13 +113,12 @@ def start_stack(latency: float, budget: int) -> tuple[Proc, Proc, str, str]:
         "SPHERE_ENDPOINT_REQUESTS": "600/1m",
         "SPHERE_ENDPOINT_TRUST_PROXY": "1",
         "SPHERE_ENDPOINT_BIND": "127.0.0.1:0",
-        "SPHERE_ENDPOINT_WORKERS": "2",
+        "SPHERE_ENDPOINT_WORKERS": "1",  # memory:// counts in one process (Redis shares across workers)
     })
     gunicorn = Proc([sys.executable, "-m", "gunicorn", "-c", "sphere_docs/services/endpoint/gunicorn.conf.py",
                      "--access-logfile", "/dev/null", "sphere_docs.endpoint:create_app()"], env)
     endpoint_url = gunicorn.wait_for(r"Listening at: (http://127\.0\.0\.1:\d+)").group(1)
-    for _ in range(2):
-        gunicorn.wait_for(r"Booting worker")
+    gunicorn.wait_for(r"Booting worker")
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -263,7 +262,7 @@ def measure(latency: float, n: int, concurrency: int, budget: int) -> dict[str, 
 def table(results: list[dict[str, Any]], n: int, concurrency: int) -> str:
     lines = [
         f"{n} requests at {concurrency} concurrent per run (20 % new readers, 60 % returning readers with a "
-        f"claim, 20 % disallowed), gunicorn gthread 2 workers x 16 threads, emulator in its own process; "
+        f"claim, 20 % disallowed), gunicorn with the sample config (1 gthread worker, memory://), emulator in its own process; "
         f"{WARM_READERS} readers warmed up first. Direct = the same upstream creates/GETs straight to the "
         "emulator at the same concurrency. Loopback, 2 shared cores.",
         "",
@@ -280,10 +279,9 @@ def table(results: list[dict[str, Any]], n: int, concurrency: int) -> str:
         )
     lines += [
         "",
-        "Reading it: the budget is deployment-wide and split between the workers (`budget // workers`, "
-        "each counting in its own memory), so the workspaces created never exceed it; new readers past it "
-        "get 429 `budget_exhausted` with `Retry-After`. Per-client limits are per worker too, so a client "
-        "spread over N workers can get up to N times its rate. The load generator, gunicorn and the emulator "
+        "Reading it: the budget is deployment-wide (one process with memory://; Redis for several "
+        "workers or hosts), so the workspaces created never exceed it; new readers past it get 429 "
+        "`budget_exhausted` with `Retry-After`. The load generator, gunicorn and the emulator "
         "share the same 2 cores, so absolute numbers are CPU-bound and noisy; the p99 ratio is the cost of "
         "the extra hop (parse, checks, HMAC, an upstream call on the same box).",
         "",
