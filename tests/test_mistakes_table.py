@@ -22,6 +22,7 @@ at the end, ``check``: exit status 1) and the message names file and line.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import subprocess
@@ -232,3 +233,18 @@ def test_every_problem_of_an_embed_is_reported_at_its_own_line(engine: str, tmp_
     files = ["lesson.md", "lesson.rst"] if engine == "check" else [
         "lesson.rst" if engine == "sphinx-rst" else "lesson.md"]
     assert sorted(said) == sorted(f"{file}:{line}: {sentence}" for file in files for line, sentence in THREE_MISTAKES)
+
+
+def test_the_notice_in_the_page_lists_every_problem() -> None:
+    """Where the invalid embed stood, the reader (and the author previewing) sees all three sentences."""
+    from sphere_docs.core.settings import SiteSettings
+
+    from sphere_docs.markdown import SphereWorkspaceExtension
+
+    ext = SphereWorkspaceExtension(settings=SiteSettings(**EXTENSION_SETTINGS), deferred=True)
+    page = markdown.Markdown(extensions=["pymdownx.superfences", ext])
+    ext.begin_page("lesson.md")
+    out = page.convert(THREE_MD)
+    notice = out[out.index('data-sphere-mode="error"'):]
+    for _, sentence in THREE_MISTAKES:
+        assert html.escape(sentence, quote=True) in notice

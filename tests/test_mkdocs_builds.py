@@ -388,7 +388,7 @@ def test_bad_directives_fail_the_build_with_every_message(
     assert ours == [a, b]
     # then MkDocs logs the PluginError's text as the build's error: a count, not the list again
     build_errors = [r.getMessage() for r in caplog.records if r.name == "mkdocs.commands.build"]
-    assert build_errors == ["sphere-workspaces: 2 invalid embeds (listed above); nothing was provisioned"]
+    assert build_errors == ["sphere-workspaces: 2 problems in embeds (listed above); nothing was provisioned"]
     assert emulator.stats()["total_requests"] == 0  # nothing provisioned for a broken build
     assert not (tmp_path / "site/a/index.html").exists()
 

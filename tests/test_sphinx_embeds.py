@@ -217,7 +217,7 @@ def expected_warnings(src: Path) -> list[str]:
     """Each mistake is a located ERROR, as it is an error in every engine; then one summary."""
     return [f"{src / 'index.rst'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_RST] + [
         f"{src / 'mdbad.md'}:{line}: ERROR: {text} [{subtype(text)}]" for line, text in BAD_MD] + [
-        f"ERROR: sphere-workspace: {len(BAD_RST) + len(BAD_MD)} embed(s) with errors "
+        f"ERROR: sphere-workspace: {len(BAD_RST) + len(BAD_MD)} problem(s) in embeds "
         "(the first at index.rst:9); the build failed [sphere.option]"]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -190,12 +191,13 @@ def unavailable_placeholder(
     )
 
 
-def error_box(message: str) -> str:
-    """Where an embed with an author's mistake stood: the located message, never a silent gap."""
+def error_box(messages: str | Sequence[str]) -> str:
+    """Where an embed with an author's mistakes stood: every problem's sentence, never a silent gap."""
+    said = [messages] if isinstance(messages, str) else list(messages) or ["invalid embed"]
     return (
         '<div class="sphere-workspace sphere-workspace--unavailable" data-sphere-mode="error" role="note">'
         '<p class="sphere-workspace__notice"><strong>Workspace unavailable.</strong> '
-        f"{esc(message)}</p></div>"
+        + "<br>".join(esc(m) for m in said) + "</p></div>"
     )
 
 

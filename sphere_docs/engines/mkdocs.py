@@ -237,7 +237,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             started = self.session is not None and self.session.started
             self._abort_session()
             raise PluginError(
-                f"sphere-workspaces: {count} invalid embed{'s' if count != 1 else ''} (listed above); "
+                f"sphere-workspaces: {count} problem{'s' if count != 1 else ''} in embeds (listed above); "
                 + ("nothing more was provisioned (the workspaces of the embeds read before it are "
                    "recorded for the next build)" if started else "nothing was provisioned")
             )

@@ -107,7 +107,7 @@ def render(embed: Embed, resolution: Resolution | None, lazy_endpoint: str | Non
 
 def error_html(problems: Sequence[Problem]) -> str:
     """What the reader sees where an invalid embed stood (the build fails anyway)."""
-    return html.error_box(problems[0].sentence if problems else "invalid embed")
+    return html.error_box([p.sentence for p in problems])
 
 
 # -------------------------------------------------------------------------- page assets

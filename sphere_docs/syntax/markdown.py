@@ -1071,7 +1071,7 @@ class DirectiveExtension(Extension):
             directive = doc.directives[number]
             spec = named.get(number)
             if spec is None:
-                out[number] = html.error_box(str(directive.errors[0]) if directive.errors else "invalid embed")
+                out[number] = html.error_box([err.message for err in directive.errors])
                 continue
             valid.append((number, Embed(doc.page, spec, directive.line, caption_html=captions.get(number) or None)))
         rendered = self.render_embeds(doc, valid)

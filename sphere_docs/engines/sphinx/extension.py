@@ -447,7 +447,7 @@ def fail_on_embed_errors(app: Sphinx, exception: BaseException | None) -> None:
     first_doc, first_line = found[0]
     where = app.env.doc2path(first_doc, False)
     logger.error(
-        "sphere-workspace: %d embed(s) with errors (the first at %s:%s); the build failed",
+        "sphere-workspace: %d problem(s) in embeds (the first at %s:%s); the build failed",
         len(found), where, first_line, type="sphere", subtype="option",
     )
     app.statuscode = 1
