@@ -2,7 +2,7 @@
  *
  * Source of ../sphere-docs-lazy.js (the minified copy html.page_assets(lazy=True)
  * inlines into pages with lazy embeds); rebuild it with ./build.sh after an edit.
- * Script + CSS must stay within 2 KB + 64 B gzip (tests/test_assets.py).
+ * Script + CSS must stay within 2 KB + 64 B gzip (tests/test_page_assets.py).
  *
  * Markup (html.lazy_placeholder):
  *   <div class="sphere-workspace sphere-workspace--lazy" data-sphere-lazy data-project data-page
