@@ -13,7 +13,7 @@ around a path:
   is not installed; ``conf.py`` executed in a namespace of its own, as Sphinx
   does (:func:`read_conf_py`);
 * :class:`DocsSite`: the record — kind, config file, docs folder, the raw sphere
-  settings under the site setting names (:data:`sphere_docs.settings.SETTINGS`:
+  settings under the site setting names (:data:`sphere_docs.core.settings.SETTINGS`:
   the ``sphere-workspaces`` plugin's options for MkDocs, ``sphere_*`` values for
   Sphinx), the Markdown extensions of an MkDocs site, and whether the plugin /
   extension / MyST are enabled.
