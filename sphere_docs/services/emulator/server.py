@@ -16,13 +16,19 @@ import contextlib
 import io
 import re
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, connection_dropped_errors
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+try:  # werkzeug >= 3.1; the same tuple on 3.0 (the floor), which does not export it
+    from werkzeug.serving import connection_dropped_errors
+except ImportError:  # pragma: no cover - werkzeug 3.0
+    connection_dropped_errors = (ConnectionError, TimeoutError, ssl.SSLEOFError)
 
 from .app import EmulatorApp, FaultPlan
 
