@@ -89,13 +89,26 @@ class SphereWorkspaceDirective(SphinxDirective):
     def _option_lines(self) -> dict[str, int]:
         """Each option's own source line (``:name: value`` in rST and MyST, ``name: value`` in MyST's YAML)."""
         lines: dict[str, int] = {}
-        rows = self.block_text.splitlines()
-        for k, row in enumerate(rows):
+        for k, row in enumerate(self._block_rows()):
             m = _OPTION_LINE_RE.match(row)
             name = m and (m["name"] or m["key"])
             if name and name in self.options and name not in lines:
                 lines[name] = self.lineno + k
         return lines
+
+    def _block_rows(self) -> list[str]:
+        """The directive's source lines from its first one: ``block_text``, or (MyST 3, which leaves
+        it empty) the page's own lines up to the fence that closes it."""
+        if self.block_text:
+            return self.block_text.splitlines()
+        source, line = self.get_source_info()
+        try:
+            with open(str(source), encoding="utf-8-sig") as handle:
+                rows = handle.read().splitlines()[line - 1:] if line else []
+        except (OSError, UnicodeDecodeError):
+            return []
+        end = next((k for k, row in enumerate(rows[1:], 1) if _FENCE_ONLY_RE.match(row)), len(rows))
+        return rows[:end]
 
     def _unclosed_fence(self) -> str | None:
         """MyST: the opening fence when nothing below it can close it (:func:`myst.unclosed_fence`)."""
@@ -110,4 +123,5 @@ class SphereWorkspaceDirective(SphinxDirective):
 
 
 #: an option's line in a directive block: ":name: value" (rST, MyST) or "name: value" (MyST's YAML)
+_FENCE_ONLY_RE = re.compile(r"^[ \t>]*(`{3,}|~{3,}|:{3,})[ \t]*$")
 _OPTION_LINE_RE = re.compile(r"^[ \t>]*(?::(?P<name>[^:\s][^:]*):|(?P<key>[A-Za-z_-]+)[ \t]*:)")
