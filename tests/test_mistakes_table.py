@@ -248,3 +248,11 @@ def test_the_notice_in_the_page_lists_every_problem() -> None:
     notice = out[out.index('data-sphere-mode="error"'):]
     for _, sentence in THREE_MISTAKES:
         assert html.escape(sentence, quote=True) in notice
+
+
+def test_check_counts_an_embed_with_three_problems_once(tmp_path: Path) -> None:
+    write(tmp_path, "lesson.md", THREE_MD)
+    write(tmp_path, "lesson.rst", THREE_RST)
+    result = check_paths([tmp_path])
+    assert (result.total, len(result.errors)) == (2, 6)
+    assert result.summary() == "2 embeds in 2 files, 6 errors"

@@ -2,14 +2,9 @@
 
 Every engine adapter (plain Python-Markdown and Zensical, MkDocs, Sphinx rST
 and MyST) and ``sphere-docs check`` parse their own syntax, then hand each
-directive here and emit what comes back.  The decisions live here once:
+directive here and emit what comes back.  The decisions live here once
+(with the core's :class:`Embed`, ``read_embed`` and ``name_embed``, re-exported):
 
-* :class:`Embed`, the one record of an embed (page, line, spec, and what the
-  engine needs to put the HTML back), also the provisioner's request;
-* :func:`read_embed`: the option schema applied, every problem reported, each
-  at its option's own line (:mod:`sphere_docs.core.catalog` sentences);
-* :func:`name_embed`: the default name and the duplicate-name rule
-  (:class:`sphere_docs.core.naming.PageNamer`);
 * :func:`lazy_problem`: a lazy embed on a site without a lazy endpoint;
 * :func:`decide` / :func:`render`: build, lazy or unavailable, and its HTML;
 * :func:`page_assets`: which pages get the SDK loader and the lazy script;

@@ -1,14 +1,10 @@
-"""Python-Markdown extension: the ```` ```{sphere-workspace} ```` fence.
+"""The ```` ```{sphere-workspace} ```` fence's syntax for Python-Markdown: find, claim, name.
 
-Usage, alone (plain Python-Markdown, Zensical, any engine that runs Markdown
-extensions)::
-
-    markdown.markdown(text, extensions=["sphere_workspaces"],
-                      extension_configs={"sphere_workspaces": {"endpoint": "...", "page": "intro.md"}})
-
-or, under MkDocs/ProperDocs, through the ``sphere-workspaces`` plugin, which
-appends a configured *instance* of :class:`SphereWorkspaceExtension` and
-resolves every build-mode embed of the build at once (``sphere_docs.engines.mkdocs``).
+:class:`DirectiveExtension` finds the directives of a document, reports their
+problems and names the valid ones; what HTML each becomes is its engine
+adapter's (:mod:`sphere_docs.engines.markdown`, the ``sphere_workspaces``
+extension authors list, and through it the MkDocs plugin), and ``sphere-docs
+check`` runs it with no adapter at all.  Layer: syntax (imports only the core).
 
 How the directive is found, and why it survives nesting
 -------------------------------------------------------
@@ -92,10 +88,10 @@ from markdown.util import AtomicString, code_escape
 
 from ..core import catalog, html
 from ..core.catalog import Code, Problem
-from ..core.embed import Embed, name_embed
+from ..core.embed import Embed, name_embed, read_embed
 from ..core.errors import SettingsError, SphereDocsError
 from ..core.naming import PageNamer
-from ..core.options import OptionError, WorkspaceSpec, parse_options
+from ..core.options import OptionError, WorkspaceSpec
 from ..core.settings import SETTINGS, SiteSettings
 from . import fences
 
@@ -174,6 +170,9 @@ class DirectiveError(SphereDocsError, ValueError):
         self.option_error = option_error
         self.message = message
         self.code = code  #: the catalog code (Sphinx's warning subtype)
+        #: the line of the directive's fence (``line`` is the option's): one directive, however many
+        #: problems, is one invalid embed
+        self.directive_line = line
         super().__init__(_locate(page, line, message))
 
     @classmethod
@@ -191,6 +190,14 @@ class DirectiveWarning(DirectiveError):
 
     def __init__(self, message: str, *, page: str | None, line: int | None):
         super().__init__(message, page=page, line=line, code=Code.TEXT)
+
+
+def _of_directive(directive: _Directive, problems: Sequence[Problem]) -> list[DirectiveError]:
+    """The directive's problems as errors, each knowing the directive it belongs to."""
+    errors = [DirectiveError.from_problem(p) for p in problems]
+    for err in errors:
+        err.directive_line = directive.line
+    return errors
 
 
 def _locate(page: str | None, line: int | None, message: str) -> str:
@@ -495,6 +502,7 @@ class _DirectivePreprocessor(Preprocessor):
         try:
             self._parse(doc, directive, m["arg"], block.body)
         except DirectiveError as err:
+            err.directive_line = directive.line
             directive.errors = [err]
         if any(DIRECTIVE_MARK in row for row in block.body):  # a directive whose fence this one swallowed
             rules, hooks = self._rules or (fences.NO_FENCES, {})
@@ -537,11 +545,10 @@ class _DirectivePreprocessor(Preprocessor):
             raise DirectiveError(err.describe(), page=page, line=lines.get(err.option, line_no),
                                  option_error=err) from None
         caption = _dedent(rest)
-        try:
-            spec = parse_options(arg.strip() or None, options, caption=caption, default_mode=self.ext.settings.mode)
-        except OptionError as err:
-            directive.errors = [DirectiveError.from_problem(p)
-                                for p in catalog.option_problems(err, page, line_no, lines)]
+        spec, problems = read_embed(page, line_no, arg.strip() or None, options, caption=caption,
+                                    default_mode=self.ext.settings.mode, option_lines=lines)
+        if spec is None:
+            directive.errors = _of_directive(directive, problems)
             return
         directive.spec = spec
         directive.caption = self._caption_source(caption)
@@ -1057,7 +1064,7 @@ class DirectiveExtension(Extension):
                                                  option_lines=directive.option_lines)
             if spec is not None:
                 named[number] = spec
-            directive.errors = [DirectiveError.from_problem(p) for p in problems]
+            directive.errors = _of_directive(directive, problems)
             for err in directive.errors:
                 self._directive_error(err)
         return named

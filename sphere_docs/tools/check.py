@@ -45,7 +45,6 @@ from .. import pipeline
 from ..core import catalog
 from ..core.embed import Embed
 from ..core.naming import PageNamer
-from ..core.options import OptionError
 from ..core.settings import SiteSettings
 from ..site import find_site, load_mkdocs_config, load_site
 from ..syntax import rst
@@ -82,8 +81,6 @@ DEFAULT_MARKDOWN_EXTENSIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("pymdownx.superfences", {}),
     ("pymdownx.tabbed", {"alternate_style": True}),
 )
-#: settings for the extension while checking: no endpoint is called, lazy embeds need a URL
-_CHECK_LAZY_ENDPOINT = "https://sphere-docs.invalid/check"
 
 
 # --------------------------------------------------------------------------- results
@@ -127,10 +124,6 @@ class Problem:
             "message": self.message,
             "severity": self.severity,
         }
-
-    @classmethod
-    def from_option_error(cls, err: OptionError, file: str, line: int | None) -> Problem:
-        return cls(file, line, err.describe(), err.option, err.value, err.valid)
 
     @classmethod
     def from_catalog(cls, problem: catalog.Problem, file: str) -> Problem:
@@ -211,9 +204,6 @@ def _display(path: Path) -> str:
 
 # --------------------------------------------------------------------------- reStructuredText
 
-#: directives whose body is not reStructuredText: an embed in them is an example, not an embed
-RST_LITERAL_DIRECTIVES = rst.LITERAL_DIRECTIVES
-
 
 def scan_rst(text: str, file: str, *, line_offset: int = 0,
              default_mode: str = "build") -> CheckResult:
@@ -269,7 +259,7 @@ class _MarkdownChecker:
     """One Markdown instance (with the site's extensions) + the extension in deferred mode."""
 
     def __init__(self, extensions: Sequence[Any], configs: dict[str, Any], default_mode: str):
-        settings = SiteSettings(mode=default_mode, lazy_endpoint=_CHECK_LAZY_ENDPOINT)
+        settings = SiteSettings(mode=default_mode)
         self.extension = DirectiveExtension(settings=settings, deferred=True)
         kept = [e for e in extensions
                 if e not in EXTENSION_NAMES and not isinstance(e, DirectiveExtension)]
@@ -302,7 +292,8 @@ class _MarkdownChecker:
                 value=opt.value if opt else None,
                 valid=opt.valid if opt else None,
             ))
-        result.counts[file] = len(embeds) + len(errors)
+        # an invalid embed is still an embed: one, however many problems it has
+        result.counts[file] = len(embeds) + len({err.directive_line for err in errors})
         return result
 
 
