@@ -21,9 +21,9 @@ How a build goes (each step is one hook):
     and errors.  Build-mode embeds are left as placeholders.
 ``on_env``
     after every page is rendered and before any template: fail on bad
-    directives (all of them at once), then resolve every build-mode embed of
-    the build in ONE concurrent :meth:`Provisioner.resolve` call and put each
-    div into its page's content.
+    directives (all of them at once), then wait for the build-mode embeds'
+    workspaces (their API calls started as each page was read:
+    :meth:`Provisioner.start`) and put each div into its page's content.
 ``on_post_page``
     inject the SDK loader and our assets right after ``<body>`` on pages with
     embeds, and on no other page.
@@ -72,7 +72,6 @@ from .markdown import SphereWorkspaceExtension
 __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
 log = logging.getLogger("mkdocs.plugins.sphere_workspaces")
-
 
 
 #: MkDocs reads YAML: of a setting's types (:attr:`Setting.types`), the ones a YAML value can have
@@ -175,9 +174,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             self.provisioner = Provisioner(settings, logger=log, scope=self.scope)
             self.session = self.provisioner.start()
             self._started = time.perf_counter()
-        from ..pipeline.provision import EmbedRequest
-
-        self.session.submit([EmbedRequest(page=src, spec=e.spec, line=e.line) for e in build])
+        self.session.submit(build)  # the embed record is the provisioner's request
 
     # -- hooks
 
@@ -336,14 +333,12 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         return self.settings
 
     def _resolve(self, settings: SiteSettings) -> dict[str, Any]:
-        build_embeds = [(src, e) for src, embeds in self.embeds.items() for e in embeds if e.marker is not None]
-        if not build_embeds:
+        requests = [e for embeds in self.embeds.values() for e in embeds if e.marker is not None]
+        if not requests:
             return {}  # a lazy-only site never loads the API client
-        from ..pipeline.provision import EmbedRequest, LedgerError, Provisioner, ProvisionError
+        from ..pipeline.provision import LedgerError, Provisioner, ProvisionError
 
         waited = time.perf_counter()
-
-        requests = [EmbedRequest(page=src, spec=e.spec, line=e.line) for src, e in build_embeds]
         session, provisioner, self.session, self.provisioner = self.session, self.provisioner, None, None
         try:
             if session is not None:  # started as the pages were read: wait for what is still in flight

@@ -202,9 +202,7 @@ def _start_early(app: Sphinx, env: BuildEnvironment, docnames: Sequence[str] | s
         provisioner = Provisioner(settings, logger=_provision_log(),
                                   scope=f"sphinx:{Path(app.confdir).resolve()}")
         early = _EARLY[id(app)] = (provisioner, provisioner.start())
-    from ...pipeline.provision import EmbedRequest
-
-    early[1].submit([EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in embeds])
+    early[1].submit(embeds)  # the embed record is the provisioner's request
 
 
 def _abort_early(app: Sphinx) -> None:
@@ -314,23 +312,22 @@ def _reason(err: SettingsError) -> str:
 
 def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed], *,
              scope: str, early: tuple[Any, Any] | None = None) -> dict[str, Outcome]:
-    from ...pipeline.provision import EmbedRequest, Provisioner, ProvisionError, Resolution
+    from ...pipeline.provision import Provisioner, ProvisionError, Resolution
 
-    requests = [EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in pending]
     if early is not None:  # started as the documents were read
         provisioner, session = early
     else:
         provisioner = Provisioner(settings, logger=_provision_log(), scope=scope)
         session = provisioner.start()
     try:
-        if requests:
-            session.submit(requests)  # the ones already handed over are skipped
+        if pending:
+            session.submit(pending)  # the ones already handed over are skipped
             results = session.finish()
         else:
             session.abort()
             results = {}
         # After resolve: same build id, so this adds to the build's record instead of replacing it.
-        provisioner.mark_used(EmbedRequest(page=e.page, spec=e.spec, line=e.line) for e in unchanged)
+        provisioner.mark_used(unchanged)
     except ProvisionError as err:
         raise SphereBuildError(str(err)) from None
     except SettingsError as err:
@@ -342,7 +339,7 @@ def _resolve(settings: SiteSettings, pending: list[Embed], unchanged: list[Embed
         raise SphereBuildError(str(err)) from None
     finally:
         provisioner.close()
-    return {embed.key: results[request.key] for embed, request in zip(pending, requests, strict=True)}
+    return {embed.key: results[embed.key] for embed in pending}
 
 
 # -- html pages: manifest and loader -------------------------------------------------------
