@@ -18,6 +18,7 @@ from ...core.options import OPTIONS
 from ...syntax import myst
 from .envdata import env_data, page_path
 from .nodes import sphere_workspace
+from .visitors import LAZY_SETTING
 
 __all__ = ["SphereWorkspaceDirective"]
 
@@ -48,6 +49,8 @@ class SphereWorkspaceDirective(SphinxDirective):
         (name, directives.unchanged) for name in OPTIONS
     )
 
+    _lines: list[str] | None = None  #: the page's source lines, once read (see _page_lines)
+
     def run(self) -> list[nodes.Node]:
         docname = self.env.docname
         data = env_data(self.env)
@@ -65,7 +68,7 @@ class SphereWorkspaceDirective(SphinxDirective):
         if spec is None:
             return self._mistakes(problems)
         problem = pipeline.lazy_problem(spec, self.config.sphere_lazy_endpoint, page,
-                                        self.lineno, setting="sphere_lazy_endpoint", where="conf.py")
+                                        self.lineno, setting=LAZY_SETTING, where="conf.py")
         if problem is not None:  # rendered as an "unavailable" notice; the site setting is what is missing
             self._mistakes([problem])
         request = data.record(docname, page, spec, self.lineno)
@@ -101,12 +104,7 @@ class SphereWorkspaceDirective(SphinxDirective):
         it empty) the page's own lines up to the fence that closes it."""
         if self.block_text:
             return self.block_text.splitlines()
-        source, line = self.get_source_info()
-        try:
-            with open(str(source), encoding="utf-8-sig") as handle:
-                rows = handle.read().splitlines()[line - 1:] if line else []
-        except (OSError, UnicodeDecodeError):
-            return []
+        rows = self._page_lines()[self.lineno - 1:]
         end = next((k for k, row in enumerate(rows[1:], 1) if _FENCE_ONLY_RE.match(row)), len(rows))
         return rows[:end]
 
@@ -115,11 +113,18 @@ class SphereWorkspaceDirective(SphinxDirective):
         source, line = self.get_source_info()
         if not (source and line and str(source).endswith((".md", ".markdown"))):
             return None
-        try:
-            with open(source, encoding="utf-8-sig") as handle:
-                return myst.unclosed_fence(handle.read().splitlines(), line)
-        except (OSError, UnicodeDecodeError):
-            return None
+        return myst.unclosed_fence(self._page_lines(), line)
+
+    def _page_lines(self) -> list[str]:
+        """The page's source lines, read once per directive (both MyST checks above need them)."""
+        if self._lines is None:
+            source, _ = self.get_source_info()
+            try:
+                with open(str(source), encoding="utf-8-sig") as handle:
+                    self._lines = handle.read().splitlines()
+            except (OSError, UnicodeDecodeError):
+                self._lines = []
+        return self._lines
 
 
 #: an option's line in a directive block: ":name: value" (rST, MyST) or "name: value" (MyST's YAML)

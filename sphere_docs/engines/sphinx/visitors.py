@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from sphinx.builders.html import StandaloneHTMLBuilder
 
 from ... import pipeline
-from ...core.options import WorkspaceSpec
 from ...pipeline import Embed
-from .envdata import Outcome, env_data
+from .config import config_name
+from .envdata import env_data
 from .nodes import fallback_nodes, sphere_workspace
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from sphinx.writers.html5 import HTML5Translator
 
 __all__ = [
-    "decide",
     "depart_workspace_html",
     "is_interactive",
     "replace_for_static_builders",
@@ -27,7 +26,7 @@ __all__ = [
 ]
 
 #: the lazy endpoint setting as conf.py spells it, for the reader's notice (pipeline.decide)
-LAZY_SETTING = "sphere_lazy_endpoint"
+LAZY_SETTING = config_name("lazy_endpoint")
 
 
 def is_interactive(builder: Builder) -> bool:
@@ -39,11 +38,6 @@ def is_interactive(builder: Builder) -> bool:
     from sphinx.builders._epub_base import EpubBuilder
 
     return isinstance(builder, StandaloneHTMLBuilder) and not isinstance(builder, EpubBuilder)
-
-
-def decide(spec: WorkspaceSpec, outcome: Outcome | None, lazy_endpoint: str | None) -> tuple[str, str]:
-    """:func:`sphere_docs.pipeline.decide` with conf.py's setting name."""
-    return pipeline.decide(spec, outcome, lazy_endpoint, setting=LAZY_SETTING)
 
 
 def render_html(builder: Builder, node: sphere_workspace, caption_html: str) -> str:
