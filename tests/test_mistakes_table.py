@@ -238,7 +238,6 @@ def test_every_problem_of_an_embed_is_reported_at_its_own_line(engine: str, tmp_
 def test_the_notice_in_the_page_lists_every_problem() -> None:
     """Where the invalid embed stood, the reader (and the author previewing) sees all three sentences."""
     from sphere_docs.core.settings import SiteSettings
-
     from sphere_docs.markdown import SphereWorkspaceExtension
 
     ext = SphereWorkspaceExtension(settings=SiteSettings(**EXTENSION_SETTINGS), deferred=True)
