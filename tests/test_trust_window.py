@@ -102,6 +102,48 @@ def test_the_window_holds_across_processes_and_ends(emulator: EmulatorServer, tm
     assert emulator.stats()["total_requests"] == 0
 
 
+HOOKS = """
+import json, sys, threading
+from mkdocs.plugins import event_priority
+
+seen = {"threads": set(), "requests": False}
+
+@event_priority(-100)  # after the plugin's own on_page_content, which hands the page's embeds over
+def on_page_content(html, page, config, files):
+    seen["threads"].update(t.name for t in threading.enumerate() if t is not threading.main_thread())
+    return html
+
+def on_post_build(config):
+    seen["requests"] = "requests" in sys.modules
+    with open(config["config_file_path"] + ".seen.json", "w") as fh:
+        json.dump({"threads": sorted(seen["threads"]), "requests": seen["requests"]}, fh)
+"""
+
+
+def test_a_rebuild_the_ledger_answers_starts_no_thread_and_loads_no_http_stack(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    """Inside the window the embeds are answered as their pages are read: no provisioning thread,
+    no HTTP client (requests is not even imported), so the rebuild costs what rendering costs."""
+    config = mkdocs_site(tmp_path, emulator.url)
+    (tmp_path / "seen_hooks.py").write_text(HOOKS)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "hooks": ["seen_hooks.py"]}, sort_keys=False))
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+
+    def build() -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-f", str(config)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(Path(str(config) + ".seen.json").read_text())
+
+    first = build()
+    assert first["requests"] and any(t.startswith("sphere-provision") for t in first["threads"])
+    emulator.reset_stats()
+    again = build()
+    assert emulator.stats()["total_requests"] == 0
+    assert again == {"threads": [], "requests": False}
+
+
 def test_a_workspace_without_a_usable_token_is_never_trusted(emulator: EmulatorServer, tmp_path: Path) -> None:
     config = mkdocs_site(tmp_path, emulator.url)
     mkdocs_build(load_config(str(config)))

@@ -70,8 +70,9 @@ What keeps it safe
 * Damage stops everything.  A ``ledger.json`` or a journal line that is not
   the schema raises :class:`LedgerError` (file, line or key, fix) before
   anything is created; neither file is then written, moved or removed.
-* One writer at a time.  Every write holds a :class:`filelock.FileLock`
-  (``ledger.json.lock``) and starts from what is on disk: a process that sees
+* One writer at a time.  Every write holds the file lock ``ledger.json.lock``
+  (:class:`FileLock`: ``flock`` on the whole file, the lock :mod:`filelock`
+  takes on POSIX, so every version of sphere-docs excludes every other) and starts from what is on disk: a process that sees
   the files changed since its own last write (another build) reads what was
   added (the new journal lines, or everything after a compaction) before it
   applies its change, so concurrent builds merge, as before the journal.
@@ -85,16 +86,21 @@ yet sees it as of its last compaction (every build ends with one).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import filelock
+try:
+    import fcntl
+except ImportError:  # Windows: filelock takes the lock (FileLock)
+    fcntl = None  # type: ignore[assignment]
 
 from ..core.errors import SphereDocsError
 from ..core.fileio import atomic_write_text, sync_folder
@@ -441,6 +447,114 @@ def _signature(path: Path) -> tuple[int, int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# --------------------------------------------------------------------------- the file lock
+
+
+class LockTimeout(Exception):
+    """Another process held the ledger's lock for longer than the timeout."""
+
+
+class FileLock:
+    """The ledger's inter-process lock: ``fcntl.flock`` on one kept descriptor of the lock file.
+
+    The lock :mod:`filelock` takes on POSIX (``flock`` on the whole file, which stays
+    in place), so builds of any sphere-docs version exclude each other.  Why not
+    filelock itself: during a first build the workers take this lock for each journal
+    line, and filelock's acquire and release are an ``open``, several ``fstat`` and ``flock``
+    calls and a ``close`` each time.  Every one of those system calls hands the GIL back, and
+    while MkDocs renders pages on the main thread a worker then waits up to a switch
+    interval (5 ms) to get it again: they were most of a create's time and a third of
+    its CPU (issue 16).  Kept open, an uncontended acquire is one call and a release one.
+    Where ``fcntl`` is missing (Windows) or the file system has no ``flock`` (some
+    network mounts), filelock does the job, as before.
+
+    Reentrant within a process (a counter); the threads of a process take turns on the
+    ledger's own mutex before they get here.  A descriptor inherited through ``fork``
+    is never used (a ``flock`` on it would be the parent's lock): the child opens its own.
+    """
+
+    POLL = 0.05  #: seconds between tries while another process holds the lock
+
+    def __init__(self, path: Path, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0
+        self._fallback: Any = None  #: a filelock.FileLock where flock cannot be used
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        if self._pid != os.getpid():  # a child of fork: the parent's descriptor and count are not ours
+            self._fd, self._pid, self._depth = None, os.getpid(), 0
+        if self._depth:
+            self._depth += 1
+            return
+        if self._fallback is None and not self._flock():
+            self._fallback = _filelock(self.path, self.timeout)
+        if self._fallback is not None:
+            try:
+                self._fallback.acquire()
+            except Exception as exc:
+                if type(exc).__name__ == "Timeout":
+                    raise LockTimeout from None
+                raise
+        self._depth = 1
+
+    def release(self) -> None:
+        if self._depth > 1:
+            self._depth -= 1
+            return
+        self._depth = 0
+        if self._fallback is not None:
+            self._fallback.release()
+        elif self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+
+    def __del__(self) -> None:  # an object nobody closed (prune, doctor): no descriptor left behind
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _flock(self) -> bool:
+        """Take the lock with ``flock``; False where ``flock`` cannot be used here."""
+        if fcntl is None:
+            return False
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout from None
+                time.sleep(self.POLL)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                    self.close()
+                    return False
+                raise
+
+
+def _filelock(path: Path, timeout: float) -> Any:
+    import filelock  # only where flock cannot be used
+
+    return filelock.FileLock(str(path), timeout=timeout)
+
+
 # --------------------------------------------------------------------------- ledger
 
 
@@ -457,7 +571,7 @@ class Ledger:
         self.dir = Path(cache_dir)
         self.path = self.dir / LEDGER_NAME
         self.journal_path = self.dir / JOURNAL_NAME
-        self._lock = filelock.FileLock(str(self.dir / (LEDGER_NAME + ".lock")), timeout=lock_timeout)
+        self._lock = FileLock(self.dir / (LEDGER_NAME + ".lock"), lock_timeout)
         self._mutex = threading.RLock()  #: threads of this process take turns without polling the file lock
         self._written: bytes | None = None  #: the ledger.json this object wrote last (known valid)
         self._prepared = False
@@ -468,6 +582,7 @@ class Ledger:
         self._journal_size = 0  #: bytes of the journal in _state (complete lines)
         self._journal_lines = 0
         self._journal_stale = False  #: the journal is folded in already (a compaction was cut short)
+        self._journal_open: tuple[tuple[int, int] | None, int, int] | None = None  #: (journal id, pid, fd)
         self._serial = 0  #: ledger.json's serial
 
     @staticmethod
@@ -559,13 +674,13 @@ class Ledger:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(self.path, f"cannot be created: the cache folder {self.dir} cannot be "
-                                         f"made ({exc.strerror or exc})",
-                              fix="set the cache setting to a folder the build can write") from None
         if not self._prepared:
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerError(self.path, f"cannot be created: the cache folder {self.dir} cannot be "
+                                             f"made ({exc.strerror or exc})",
+                                  fix="set the cache setting to a folder the build can write") from None
             ignore = self.dir / ".gitignore"
             if not ignore.exists():
                 with contextlib.suppress(OSError):
@@ -575,7 +690,7 @@ class Ledger:
             try:
                 with self._lock:
                     yield
-            except filelock.Timeout:
+            except LockTimeout:
                 raise LedgerError(self.path, f"is locked by another build for more than {self._lock.timeout:g}s",
                                   fix="wait for the other build to finish, then build again") from None
             except LedgerError:
@@ -653,24 +768,55 @@ class Ledger:
             self._journal_lines = 2
             self._journal_stale = False
             return
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+        fd = self._journal_fd()
         try:
             if os.fstat(fd).st_size != self._journal_size:
                 os.ftruncate(fd, self._journal_size)  # a line a killed build never finished
-            try:
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(fd, view):]
-                if durable:
-                    (getattr(os, "fdatasync", None) or os.fsync)(fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, self._journal_size)
-                raise
-        finally:
-            os.close(fd)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                (getattr(os, "fdatasync", None) or os.fsync)(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._journal_size)
+            self._close_journal()
+            raise
         self._journal_size += len(line)
         self._journal_lines += 1
+
+    def _journal_fd(self) -> int:
+        """The journal open for appending, kept open while it stays the same file (fewer system calls
+        per line: see :class:`FileLock`); a descriptor inherited through ``fork`` is not used."""
+        kept = self._journal_open
+        if kept is not None and kept[0] == self._journal_id and kept[1] == os.getpid():
+            return kept[2]
+        self._close_journal()
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != self._journal_id:  # replaced since _current() looked: read again
+            os.close(fd)
+            self._state = None
+            raise LedgerError(self.journal_path, "was replaced while it was written",
+                              fix="build again when the other builds sharing this cache folder have finished")
+        self._journal_open = (self._journal_id, os.getpid(), fd)
+        return fd
+
+    def _close_journal(self) -> None:
+        kept, self._journal_open = self._journal_open, None
+        if kept is not None and kept[1] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(kept[2])
+
+    def close(self) -> None:
+        """Close the descriptors this object keeps open (the lock file's and the journal's)."""
+        with self._mutex:
+            self._close_journal()
+            self._lock.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_journal()
 
     def update(self, mutate: Callable[[dict[str, Any]], Any]) -> Any:
         """Re-read the ledger under the lock, let ``mutate`` change it, write it whole, atomically
@@ -688,6 +834,7 @@ class Ledger:
             # workspace tokens: private to the builder
             atomic_write_text(self.path, text, mode=0o600, durable=True)
             self._written = text.encode("utf-8")
+            self._close_journal()
             if self._journal_id is not None:  # folded in; a removal cut short leaves it stale, not wrong
                 with contextlib.suppress(OSError):
                     self.journal_path.unlink()

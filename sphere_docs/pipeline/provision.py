@@ -128,19 +128,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..api.client import (
-    RETRY_AFTER_MAX,
-    STATE_REMOVED,
-    ContainersClient,
-    NotFoundError,
-    RateLimitedError,
-    ServerError,
-    SphereEngineError,
-    TransportError,
-    Workspace,
-)
+from ..api.errors import NotFoundError, RateLimitedError, ServerError, SphereEngineError, TransportError
+from ..api.models import STATE_REMOVED, Workspace
 from ..core.errors import SphereDocsError
 from ..core.manifest import (
     ManifestError,
@@ -165,6 +156,9 @@ from .ledger import (
     parse_time,
     validate_ledger,
 )
+
+if TYPE_CHECKING:  # the HTTP stack (requests) is imported when the first API call is made:
+    from ..api.client import ContainersClient  # a rebuild that the ledger answers never loads it
 
 __all__ = [
     "JOURNAL_NAME",
@@ -501,10 +495,13 @@ class Provisioner:
     def client(self) -> ContainersClient:
         with self._lock:
             if self._client is None:
+                from ..api.client import ContainersClient
+
                 self._client = ContainersClient.from_settings(self.settings)
             return self._client
 
     def close(self) -> None:
+        self.ledger.close()
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
@@ -905,6 +902,8 @@ class Provisioner:
         client = self._client
         timeout = float(getattr(client, "timeout", self.settings.timeout))
         retries = int(getattr(client, "retries", self.settings.retries))
+        from ..api.client import RETRY_AFTER_MAX
+
         return (retries + 1) * 2 * timeout + retries * RETRY_AFTER_MAX
 
     def _begin_intent(self, lkey: str, request: EmbedRequest) -> str:
@@ -1193,6 +1192,8 @@ class ResolveSession:
         self._futures: dict[Future[_Outcome], str] = {}
         self._error: BaseException | None = None  #: what stopped the coordinator (raised by finish)
         self._snapshot: Mapping[str, Any] = {}
+        #: the ledger's entries as the first submit read them (False: not usable here), see _answer_from_ledger
+        self._ledger_view: Mapping[str, Any] | bool | None = None
         self._results: dict[str, Resolution] = {}
         self._unique: dict[str, EmbedRequest] = {}
         self._aliases: dict[str, list[EmbedRequest]] = {}
@@ -1241,6 +1242,9 @@ class ResolveSession:
         with self._cond:
             if self._closed:
                 raise RuntimeError("submit() after finish() or abort()")
+            self._answer_from_ledger(batch)
+            if not batch:
+                return
             self._queue.append(batch)
             self._cond.notify_all()
             if self._thread is None:
@@ -1248,6 +1252,42 @@ class ResolveSession:
                 self._thread = threading.Thread(target=self._coordinate, name="sphere-provision-feed",
                                                 daemon=True)
                 self._thread.start()
+
+    def _answer_from_ledger(self, batch: dict[str, EmbedRequest]) -> None:
+        """Answer here, on the caller's thread, the embeds of ``batch`` whose workspace the API
+        confirmed live within the trust window (and take them out of ``batch``).
+
+        Such an embed needs no call, so it gets no thread hand-off and no HTTP client either:
+        a rebuild inside the window reads the ledger once and loads no HTTP stack (issue 16).
+        The answer is the one :meth:`Provisioner._one` gives for it.  Everything else, and
+        everything when the ledger cannot be read here or names intents (reconciling them
+        comes first), goes to the coordinator, which reports what it finds.
+        """
+        prov = self._prov
+        if self._ledger_view is None:
+            view: Mapping[str, Any] | bool = False
+            if self._thread is None and prov.settings.trust_checked > 0:
+                try:
+                    data = prov.ledger.read()
+                except LedgerError:
+                    data = None  # the coordinator reads it again and stops the build with the error
+                if data is not None and not data["intents"]:
+                    view = self._snapshot = prov._snapshot = data["entries"]
+            self._ledger_view = view
+        entries = self._ledger_view
+        if entries is False or self._stop.is_set():
+            return
+        assert isinstance(entries, Mapping)
+        for lkey in list(batch):
+            entry = entries.get(lkey)
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("workspace_id"), str) \
+                    or not entry["workspace_id"]:
+                continue
+            workspace = prov._trusted(entry, batch[lkey])
+            if workspace is not None:
+                answered: Future[_Outcome] = Future()
+                answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
+                self._futures[answered] = lkey
 
     def _halt(self) -> None:
         """Start nothing new (calls in flight finish and are recorded)."""
