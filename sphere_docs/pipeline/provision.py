@@ -130,7 +130,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..api.errors import NotFoundError, RateLimitedError, ServerError, SphereEngineError, TransportError
+from ..api.errors import (
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    SphereEngineError,
+    TransportError,
+)
 from ..api.models import STATE_REMOVED, Workspace
 from ..core.errors import SphereDocsError
 from ..core.manifest import (
