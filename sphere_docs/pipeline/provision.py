@@ -162,6 +162,7 @@ from .ledger import (
     parse_time,
     validate_ledger,
 )
+from .process_pool import ProcessPool, can_fork
 
 if TYPE_CHECKING:  # the HTTP stack (requests) is imported when the first API call is made:
     from ..api.client import ContainersClient  # a rebuild that the ledger answers never loads it
@@ -262,7 +263,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:  # exists, owned by someone else
         return True
-    return True
+    try:  # a zombie (a killed build's provisioning process nobody reaped yet) runs nothing
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def intent_in_flight(iid: str, intent: Mapping[str, Any], now: float | None = None) -> bool:
@@ -1194,7 +1199,7 @@ class ResolveSession:
         self._queue: list[dict[str, EmbedRequest]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | ProcessPool | None = None
         self._futures: dict[Future[_Outcome], str] = {}
         self._error: BaseException | None = None  #: what stopped the coordinator (raised by finish)
         self._snapshot: Mapping[str, Any] = {}
@@ -1251,6 +1256,9 @@ class ResolveSession:
             self._answer_from_ledger(batch)
             if not batch:
                 return
+            if self._pool is None and self._thread is None and can_fork():
+                # before any thread of ours exists: the workers go to a forked child (process_pool)
+                self._pool = ProcessPool(self._prov, self._prov.settings.concurrency, self._stop_early)
             self._queue.append(batch)
             self._cond.notify_all()
             if self._thread is None:
@@ -1295,9 +1303,15 @@ class ResolveSession:
                 answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
                 self._futures[answered] = lkey
 
+    def _stop_workers(self) -> None:
+        """Workers skip what they pick up next (in a child process too); calls in flight finish."""
+        self._stop.set()
+        if isinstance(self._pool, ProcessPool):
+            self._pool.stop()
+
     def _halt(self) -> None:
         """Start nothing new (calls in flight finish and are recorded)."""
-        self._stop.set()
+        self._stop_workers()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -1321,8 +1335,9 @@ class ResolveSession:
                     if data["intents"]:
                         data = prov._reconcile(client, data)
                     self._snapshot = prov._snapshot = data["entries"]
-                    self._pool = ThreadPoolExecutor(max_workers=prov.settings.concurrency,
-                                                    thread_name_prefix="sphere-provision")
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(max_workers=prov.settings.concurrency,
+                                                        thread_name_prefix="sphere-provision")
                 else:
                     wanted = {lkey: (r.page, r.spec) for lkey, r in batch.items()}
                     if any(lkey not in self._snapshot for lkey in batch) \
@@ -1335,8 +1350,12 @@ class ResolveSession:
                     if self._stop.is_set():
                         return
                     for lkey, request in batch.items():
-                        future = self._pool.submit(prov._guarded, self._stop, self._stop_early, client, lkey,
-                                                   request, self._snapshot.get(lkey))
+                        if isinstance(self._pool, ProcessPool):
+                            future = self._pool.submit(lkey, request, self._snapshot.get(lkey),
+                                                       prov._deployed.get(lkey))
+                        else:
+                            future = self._pool.submit(prov._guarded, self._stop, self._stop_early, client,
+                                                       lkey, request, self._snapshot.get(lkey))
                         self._futures[future] = lkey
                     self._cond.notify_all()
         except BaseException as exc:  # raised by finish(), where the batch resolve raised it
@@ -1411,7 +1430,7 @@ class ResolveSession:
                         if due or slow:
                             last_log = now
                         if outcome.fatal is not None or (outcome.error is not None and self._stop_early):
-                            self._stop.set()  # workers skip what they pick up next; in-flight calls finish
+                            self._stop_workers()  # they skip what they pick up next; in-flight calls finish
                             break
                 except BaseException as exc:  # Ctrl-C, SIGTERM (or a bug): stop, finish what runs
                     result.interrupted = exc
