@@ -12,6 +12,7 @@ failure are recorded.  ``tests/test_interrupts.py`` covers signals and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -56,10 +57,8 @@ def pids_of_intents(ledger: Ledger, proc: subprocess.Popen[str]) -> set[int]:
     """The pids named by the intents seen while the build runs (the emulator answers slowly)."""
     pids: set[int] = set()
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(LedgerError):  # a read racing a compaction: read again
             pids.update(i["pid"] for i in ledger.read()["intents"].values())
-        except LedgerError:  # pragma: no cover - a read racing a compaction: read again
-            pass
         time.sleep(0.01)
     return pids
 
@@ -105,11 +104,11 @@ def test_placeholder_fallbacks_from_the_child_are_warnings_that_strict_fails(acc
         make_site(tmp_path, server.url, retries=0, on_error="placeholder")
         server.set_faults(rate=1.0, status=500, routes=["POST /workspaces"])
         proc = build(tmp_path)
-        out, err = proc.communicate()
+        _, err = proc.communicate()
         assert proc.returncode == 0, err
         assert err.count("showing a placeholder") == EMBEDS
         strict = build(tmp_path, "--strict")
-        _, strict_err = strict.communicate()
+        strict.communicate()
         assert strict.returncode == 1
 
 
