@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import pytest
 import yaml
 from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 
+from sphere_docs.api.client import ContainersClient
 from sphere_docs.api.errors import ServerError
 from sphere_docs.core.options import parse_options
 from sphere_docs.pipeline.ledger import Ledger, LedgerError
@@ -121,3 +123,35 @@ def test_an_outcome_crosses_the_pipe_with_its_errors() -> None:
     assert str(back.fatal) == str(outcome.fatal) and back.fatal.fix == "make room"
     assert isinstance(back.error, ServerError) and back.error.status == 500
     assert back.request == outcome.request and back.request.line == 3
+
+
+def test_a_killed_provisioning_process_fails_the_build_cleanly_and_loses_nothing(access_token: str,
+                                                                                 tmp_path: Path) -> None:
+    """The child dies (``kill -9``) with creates in flight: the build stops with our sentence, no
+    traceback; the intents name what was in flight, and the next build adopts or creates the rest."""
+    with EmulatorServer(token=access_token, start_delay=0.0) as server:
+        server.set_faults(latency=0.4, routes=["POST /workspaces"])
+        cache = make_site(tmp_path, server.url)
+        ledger = Ledger(cache)
+        proc = build(tmp_path)
+        child = None
+        while child is None:
+            assert proc.poll() is None, proc.communicate()
+            with contextlib.suppress(LedgerError):
+                child = next((i["pid"] for i in ledger.read()["intents"].values() if i["pid"] != proc.pid), None)
+            time.sleep(0.005)
+        os.kill(child, signal.SIGKILL)
+        out, err = proc.communicate()
+        assert proc.returncode == 1
+        assert "the provisioning process ended without answering" in err and "Traceback" not in err
+        time.sleep(0.6)  # the creates the child had sent finish on the emulator
+        rebuild = build(tmp_path, "-q")
+        _, rebuilt = rebuild.communicate()
+        assert rebuild.returncode == 0, rebuilt
+        data = ledger.read()
+        owned = {e["workspace_id"] for e in data["entries"].values()}
+        with ContainersClient(server.url + "/api/v1", SECRET_TOKEN) as client:
+            listed = {ws.id for ws in client.iter_workspaces()}
+        print(f"\nchild killed: {len(listed)} workspaces, {len(owned)} recorded, intents left {len(data['intents'])}")
+        assert len(owned) == EMBEDS and listed <= owned  # one per embed, none orphaned
+        assert_no_leak([out, err], roots=[tmp_path])

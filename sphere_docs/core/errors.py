@@ -43,3 +43,6 @@ class SettingsError(SphereDocsError, ValueError):
             else:
                 message = f"sphere-workspaces: {problem} {value!r} for setting {setting!r}; expected {valid}"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from the provisioning process (process_pool)
+        return (type(self), (self.setting, self.value, self.valid, "invalid value", str(self)))

@@ -50,6 +50,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import SphereDocsError
+
 if TYPE_CHECKING:
     from .provision import EmbedRequest, Provisioner, _Outcome
 
@@ -127,7 +129,7 @@ class ProcessPool:
             while True:
                 try:
                     message = self._conn.recv()
-                except (EOFError, OSError):
+                except Exception:  # the child is gone (or sent what cannot be read): fail what is left
                     break
                 kind = message[0]
                 if kind == "done":
@@ -142,8 +144,8 @@ class ProcessPool:
                     _, level, text, extra = message
                     self._logger.log(level, "%s", text, extra=extra)
         finally:
-            lost = RuntimeError("sphere-workspaces: the provisioning process ended without answering "
-                                "(its creates in flight are named in the ledger; sphere-docs doctor lists them)")
+            lost = SphereDocsError("the provisioning process ended without answering (its creates in "
+                                   "flight are named in the ledger; sphere-docs doctor lists them)")
             with self._lock:
                 for future in self._futures.values():
                     if not future.done():
@@ -232,21 +234,22 @@ class _Child:
 
 def _portable_outcome(outcome: _Outcome) -> _Outcome:
     """``outcome`` with errors that survive pickling (an error that does not becomes its text)."""
-    for name in ("error", "fatal"):
-        exc = getattr(outcome, name)
-        if exc is not None and _portable(exc) is not exc:
-            from ..core.errors import SphereDocsError
+    if outcome.fatal is not None and _portable(outcome.fatal) is not outcome.fatal:
+        outcome.fatal = SphereDocsError(str(outcome.fatal))
+    if outcome.error is not None and _portable(outcome.error) is not outcome.error:
+        from ..api.errors import SphereEngineError
 
-            setattr(outcome, name, SphereDocsError(str(exc)) if name == "fatal" else exc)
+        outcome.error = SphereEngineError(str(outcome.error))
     return outcome
 
 
 def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    """``exc`` if it survives pickling, else one of ours with its text (a setting's error stays one)."""
     import pickle
 
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        return SphereDocsError(str(exc)) if isinstance(exc, SphereDocsError) else \
+            RuntimeError(f"{type(exc).__name__}: {exc}")
