@@ -240,9 +240,15 @@ def main(argv: list[str] | None = None) -> int:
 
 READING = (
     "Reading it: a warm rebuild inside the trust window (`trust_checked`, default 300 s) makes no API "
-    "call, so its only cost over `off` is the plugin's rendering and one ledger read and write. A first "
-    "build starts each page's creates as MkDocs reads that page and waits in `on_env` only for what is "
-    "still in flight; the limit is the larger of rendering and ceil(M/c) round trips, not their sum."
+    "call: each embed is answered from the ledger as its page is read, with no thread and no HTTP stack "
+    "loaded, so its only cost over `off` is the plugin's rendering and one ledger read and write. A first "
+    "build starts each page's creates as MkDocs reads that page, in a forked child of the build "
+    "(`sphere_docs/pipeline/process_pool.py`, Linux, a build process with one thread), so their Python "
+    "runs on the other core instead of taking the GIL from page rendering; `on_env` waits only for what "
+    "is still in flight. The limit is the larger of rendering and ceil(M/c) round trips, not their sum. "
+    "This machine is a shared 2-core VM: the same `off` build takes anywhere from 0.7x to 1.5x its "
+    "median from one run to the next, so each ratio is the median of rounds in which the variants ran "
+    "back to back (their order alternating), and single rounds say little."
 )
 
 
