@@ -12,13 +12,16 @@ touched.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import assert_no_leak
+from conftest import SECRET_TOKEN, TOKEN_ENV, assert_no_leak
 from mkdocs.commands.build import build as mkdocs_build
 from mkdocs.config import load_config
 from mkdocs.exceptions import Abort
@@ -83,6 +86,25 @@ def test_mkdocs_delayed_failed_reordered_answers_never_give_a_page_a_wrong_id(
     assert len(again) == 2 * PAGES
     assert all(again[key] == ws for key, ws in pages.items())
     assert again == recorded(tmp_path / ".cache")
+
+
+def test_mkdocs_answers_from_the_provisioning_process_never_give_a_page_a_wrong_id(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    """The same in a ``mkdocs build`` process, whose creates run in its forked child (process_pool)."""
+    emulator.set_faults(latency=0.01, jitter=0.12, sequence=FAULTS, routes=["POST /workspaces"], seed=11)
+    config = site(tmp_path, emulator.url, on_error="placeholder")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-f", str(config)], cwd=tmp_path,
+                          env={**os.environ, TOKEN_ENV: SECRET_TOKEN, "NO_MKDOCS_2_WARNING": "1"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pages, ledger = embedded(tmp_path / "site"), recorded(tmp_path / ".cache")
+    failed = sum(f in (500, 502) for f in FAULTS[: 2 * PAGES + 6])
+    assert len(pages) == 2 * PAGES - failed
+    assert all(ledger[key] == ws for key, ws in pages.items())
+    assert len(set(pages.values())) == len(pages)
+    assert done.stderr.count("showing a placeholder") == failed
+    assert Ledger(tmp_path / ".cache").read()["intents"] == {}
+    assert_no_leak([done.stdout, done.stderr], [tmp_path / "site"])
 
 
 def test_mkdocs_failure_stops_before_the_previous_site_is_touched(emulator: EmulatorServer,
