@@ -51,7 +51,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 MARK_START = "<!-- critical_path:start -->"
 MARK_END = "<!-- critical_path:end -->"
 TOKEN = mk.TOKEN
-PHASE = re.compile(r"resolved in ([0-9.]+)s(?: \(([0-9.]+)s after the pages were read\))?")
+PHASE = re.compile(r"resolved in ([0-9.]+)s(?: \(the build waited ([0-9.]+)s for them\))?")
 CONCURRENCY = 8
 #: seconds after which the warm ledger is checked again before a warm row (the trust window is 300 s)
 REFRESH_AFTER = 150.0
@@ -142,7 +142,7 @@ def one_size(pages: int, embeds: int, latency: float, runs: int, work: Path, emu
         f"(ceil({embeds}/{CONCURRENCY}) x {latency * 1000:.0f} ms = "
         f"{math.ceil(embeds / CONCURRENCY) * latency:.2f} s) | {min(calls['first'])} |",
         f"| provisioning phase alone, first build | {ph.get('first', float('nan')):.2f} s "
-        f"(of which {ph.get('first-wait', float('nan')):.2f} s after the pages were read) | — | — | "
+        f"(the build waited {ph.get('first-wait', float('nan')):.2f} s for them) | — | — | "
         f"{math.ceil(embeds / CONCURRENCY) * latency:.2f} s | — |",
         f"| provisioning phase alone, warm | {ph.get('warm', float('nan')):.3f} s | — | — | 0 s | — |",
     ]

@@ -103,7 +103,8 @@ def test_mkdocs_answers_from_the_provisioning_process_never_give_a_page_a_wrong_
     assert all(ledger[key] == ws for key, ws in pages.items())
     assert len(set(pages.values())) == len(pages)
     assert done.stderr.count("showing a placeholder") == failed
-    assert Ledger(tmp_path / ".cache").read()["intents"] == {}
+    left = Ledger(tmp_path / ".cache").read()["intents"].values()  # the 5xx creates: the API may have made one
+    assert len(left) == failed and all(i["state"] == "unanswered" for i in left)
     assert_no_leak([done.stdout, done.stderr], [tmp_path / "site"])
 
 

@@ -124,7 +124,7 @@ def start_cli_build(config: Path, root: Path) -> subprocess.Popen[str]:
 
 
 def wait_until_provisioning(emulator: EmulatorServer, proc: subprocess.Popen[str]) -> None:
-    """Until the build's create hangs in the emulator: it is in ``on_env``, past MkDocs' clean."""
+    """Until the build's create hangs in the emulator: past MkDocs' clean, writing pages."""
     while not emulator.stats()["faults_injected"].get("hang"):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -138,7 +138,8 @@ def test_an_interrupted_build_gives_the_site_back(emulator: EmulatorServer, tmp_
     proc = start_cli_build(config, tmp_path)
     wait_until_provisioning(emulator, proc)
     site = tmp_path / "site"
-    assert [p.name for p in site.iterdir()] == [".git"]  # cleaned; the old site is set aside
+    # the old site is set aside; the pages are being written, the one with the new embed waits for it
+    assert "new/index.html" not in snapshot(site) and snapshot(site) != before
     assert leftovers(tmp_path) == [".site.sphere-docs-kept"]
     proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
     out, err = proc.communicate()

@@ -29,6 +29,7 @@ from sphere_docs.core.naming import default_name
 from sphere_docs.core.options import parse_options
 from sphere_docs.core.settings import SiteSettings
 from sphere_docs.pipeline.ledger import JOURNAL_NAME, LEDGER_NAME, Ledger, LedgerError
+from sphere_docs.pipeline.process_pool import ENV_SWITCH
 from sphere_docs.pipeline.provision import EmbedRequest, Provisioner, _Outcome, ledger_key
 from sphere_docs.services.emulator import DEMO_PROJECT_ID
 
@@ -60,7 +61,9 @@ print(json.dumps({"bytes": after - before, "ok": sum(r.ok for r in answers.value
 
 
 def provision_in_a_process(url: str, cache: Path, count: int) -> dict[str, Any]:
-    env = {**os.environ, TOKEN_ENV: SECRET_TOKEN}
+    # the creates on threads of this one process, so /proc/self/io counts every byte they write
+    # (in a build process they run in a forked child: sphere_docs.pipeline.process_pool)
+    env = {**os.environ, TOKEN_ENV: SECRET_TOKEN, ENV_SWITCH: "0"}
     done = subprocess.run([sys.executable, "-c", WORKER, url, str(cache), str(count)], env=env,
                           capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -137,7 +137,7 @@ def test_a_rebuild_the_ledger_answers_starts_no_thread_and_loads_no_http_stack(
         return json.loads(Path(str(config) + ".seen.json").read_text())
 
     first = build()
-    assert first["requests"] and any(t.startswith("sphere-provision") for t in first["threads"])
+    assert any(t.startswith("sphere-provision") for t in first["threads"])  # (its HTTP calls: in its child)
     emulator.reset_stats()
     again = build()
     assert emulator.stats()["total_requests"] == 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -45,6 +46,11 @@ from ..syntax.markdown import (
     DirectiveExtension,
     DirectiveWarning,
 )
+
+#: how the deferred marker of a build-mode embed starts (the MkDocs plugin fills it in); an empty
+#: div, so a plugin that reads or copies the content meanwhile (search, excerpts) sees no text
+PENDING_MARK = '<div data-sphere-pending="'
+PENDING_RE = re.compile('<div data-sphere-pending="[^"]*"></div>')
 
 __all__ = [
     "COLON_FENCE_MESSAGE",
@@ -92,7 +98,7 @@ class SphereWorkspaceExtension(DirectiveExtension):
                 out[number] = embed, pipeline.render(embed, None, lazy_endpoint)
                 doc.has_lazy = doc.has_lazy or bool(lazy_endpoint)
             elif self.deferred:  # the plugin resolves the site's workspaces, then fills the marker in
-                marker = f'<div data-sphere-pending="{doc.nonce}-{number}"></div>'
+                marker = f'{PENDING_MARK}{doc.nonce}-{number}"></div>'
                 out[number] = dataclasses.replace(embed, marker=marker), marker
             else:
                 build.append((number, embed))

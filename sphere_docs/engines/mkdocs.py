@@ -21,9 +21,16 @@ How a build goes (each step is one hook):
     and errors.  Build-mode embeds are left as placeholders.
 ``on_env``
     after every page is rendered and before any template: fail on bad
-    directives (all of them at once), then wait for the build-mode embeds'
-    workspaces (their API calls started as each page was read:
-    :meth:`Provisioner.start`) and put each div into its page's content.
+    directives (all of them at once).  The build-mode embeds' API calls
+    started as each page was read (:meth:`Provisioner.start`) and keep running.
+``on_page_context``
+    just before a page's template renders: wait for that page's own
+    workspaces only (:meth:`ResolveSession.answer`) and put each div into its
+    content, so the site's API calls run beside the writing of its pages.
+    Where the previous site could not be set aside (``--dirty``, ``mkdocs
+    serve``) ``on_env`` waits for all of them instead, before anything is
+    written.  ``on_post_build`` ends the resolve (records the build, applies
+    ``on_error``) and checks that every page got the workspace recorded.
 ``on_post_page``
     inject the SDK loader and our assets right after ``<body>`` on pages with
     embeds, and on no other page.
@@ -67,7 +74,8 @@ from ..core.settings import SETTINGS, Setting, SiteSettings
 from ..pipeline import Embed
 from ..pipeline.keep_site import SiteKeeper, build_flags, strict_will_abort
 from ..syntax.markdown import DIRECTIVE_MARK, EXTENSION_NAMES, DirectiveError
-from .markdown import SphereWorkspaceExtension
+from .markdown import PENDING_MARK, SphereWorkspaceExtension
+from .markdown import PENDING_RE as _PENDING
 
 __all__ = ["SphereWorkspacesConfig", "SphereWorkspacesPlugin"]
 
@@ -138,6 +146,10 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.snippets: dict[bool, str] = {}  # page assets by "has lazy embeds"
         self.rendered: set[str] = set()  # pages whose Markdown this build rendered
         self.workspace_ids: dict[str, str] = {}  # "<page>#<name>" -> the workspace embedded (manifest)
+        self.deferred = False  # each page gets its workspaces just before its template (on_page_context)
+        self.early: dict[str, Any] = {}  # answers given to pages before the whole resolve ended
+        self.final: dict[str, Any] | None = None  # the whole resolve's answers
+        self._waited_from = 0.0
         self.scope = "mkdocs"
         self._abort_session()
         self.session: Any = None  # provision.ResolveSession: API work started as pages are read
@@ -247,37 +259,107 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             settings.sdk  # noqa: B018  (the loader needs a host: fail before any request)
         except SettingsError as err:
             raise self._fail(str(err)) from None
-        resolutions = self._resolve(settings)
-        self.workspace_ids = {key: res.workspace_id for key, res in resolutions.items()
-                              if res.ok and res.workspace_id}
-        for src, embeds in self.embeds.items():
-            page = self.pages[src]
-            content = page.content or ""
-            for embed in embeds:
-                resolution = resolutions[embed.key] if embed.marker is not None else None
-                if pipeline.decide(embed.spec, resolution, settings.lazy_endpoint)[0] == pipeline.LAZY:
-                    self.lazy_pages.add(src)
-                if embed.marker is None:
-                    continue
-                assert resolution is not None
-                if embed.marker not in content:
-                    raise self._fail(
-                        f"{src}:{embed.line}: sphere-workspace: the embed is missing from the "
-                        "rendered page; another plugin changed the page content before "
-                        "sphere-workspaces could fill it in"
-                    )
-                content = content.replace(embed.marker, pipeline.render(embed, resolution, settings.lazy_endpoint), 1)
-            page.content = content
+        if self.session is not None and self._site_keeper is not None:
+            # Its calls run on while the pages are written (on_page_context): a failure can now come
+            # after some pages were written, so only where the previous site was set aside (it is
+            # put back then); --dirty builds and mkdocs serve wait here, before writing anything.
+            self._waited_from = time.perf_counter()
+            requests = [e for embeds in self.embeds.values() for e in embeds if e.marker is not None]
+            try:
+                self.session.submit(requests)  # any the pages did not hand over (none, usually)
+            except SphereDocsError as err:  # pragma: no cover - submit says nothing; finish does
+                raise self._fail(str(err)) from None
+            self.session.hold_signals()  # Ctrl-C / SIGTERM while pages are written: stop in order
+            self.deferred = True
+            return env
+        self.final = self._resolve(settings)
+        for src in self.embeds:
+            self._fill_page(src, self.final)
         return env
+
+    @event_priority(100)  # first: the page's content is final before other plugins (search) see it
+    def on_page_context(self, context: Any, /, *, page: Page, config: MkDocsConfig, nav: Any) -> Any:
+        """Put this page's workspaces in, waiting only for its own (issue 16): the rest of the site's
+        calls keep running while this page's template renders."""
+        src = page.file.src_uri
+        if self.deferred and src in self.embeds:
+            self._fill_page(src, self._answers_for([e for e in self.embeds[src] if e.marker is not None]))
+        return context
+
+    def _answers_for(self, requests: list[Embed]) -> dict[str, Any]:
+        """The resolutions of ``requests``: early (their own calls answered), or the whole resolve's."""
+        if not requests:
+            return {}
+        if self.final is None and self.session is not None:
+            try:
+                early = self.session.answer(requests)
+            except SphereDocsError as err:  # pragma: no cover - answer() raises interruptions only
+                raise self._fail(str(err)) from None
+            if early is not None:
+                self.early.update(early)
+                return early
+            self._finish_deferred()  # a failure or a stop: the whole resolve says what and applies on_error
+        assert self.final is not None
+        return self.final
+
+    def _finish_deferred(self) -> None:
+        """Wait for the rest of the resolve (recorded, on_error applied); check the early answers."""
+        if self.final is not None:
+            return
+        self.final = self._resolve(self._settings())
+        moved = [key for key, res in self.early.items()
+                 if key in self.final and self.final[key].workspace_id != res.workspace_id]
+        if moved:  # another build recorded these keys meanwhile (the ledger keeps theirs): build again
+            raise self._fail(
+                f"sphere-workspaces: {len(moved)} embed(s) got another workspace while this build was "
+                f"writing its pages (another build sharing the cache recorded {moved[0].split('#')[0]} "
+                "meanwhile); nothing was published: build again")
+
+    def _fill_page(self, src: str, resolutions: dict[str, Any]) -> None:
+        settings = self._settings()
+        page = self.pages[src]
+        content = page.content or ""
+        for embed in self.embeds[src]:
+            resolution = resolutions[embed.key] if embed.marker is not None else None
+            if pipeline.decide(embed.spec, resolution, settings.lazy_endpoint)[0] == pipeline.LAZY:
+                self.lazy_pages.add(src)
+            if embed.marker is None:
+                continue
+            assert resolution is not None
+            if embed.marker not in content:
+                raise self._fail(
+                    f"{src}:{embed.line}: sphere-workspace: the embed is missing from the "
+                    "rendered page; another plugin changed the page content before "
+                    "sphere-workspaces could fill it in"
+                )
+            content = content.replace(embed.marker, pipeline.render(embed, resolution, settings.lazy_endpoint), 1)
+        page.content = content
+
+    def _fill_copies(self, output: str) -> str:
+        """Markers another plugin copied into a page (an excerpt taken in ``on_env``): filled too."""
+        by_marker = {e.marker: e for embeds in self.embeds.values() for e in embeds if e.marker is not None}
+        found = [by_marker[m] for m in _PENDING.findall(output) if m in by_marker]
+        if not found:
+            return output
+        answers = self._answers_for(found)
+        settings = self._settings()
+        for embed in found:
+            assert embed.marker is not None
+            output = output.replace(embed.marker, pipeline.render(embed, answers[embed.key], settings.lazy_endpoint))
+        return output
 
     @event_priority(100)  # inject before minifiers and other post-processing run
     def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str:
         src = page.file.src_uri
+        if self.deferred and src not in self.embeds and PENDING_MARK in output:
+            output = self._fill_copies(output)
         if src not in self.embeds and not self.instant_navigation:
             return output  # no embed, no SDK: a page without workspaces stays as it was
         # With Material's instant navigation a reader may land on any page and reach the
         # embeds without a page load, so every page carries the loader and the script
         # (which renders the embeds of each page that navigation brings in).
+        if self.deferred and src in self.embeds and PENDING_MARK in output:
+            output = self._fill_copies(output)
         lazy = src in self.lazy_pages or self.instant_navigation
         if lazy not in self.snippets:  # the same for every page of the build
             settings = self._settings()
@@ -285,6 +367,10 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         return html.inject_after_body(output, self.snippets[lazy])
 
     def _write_manifest(self, *, config: MkDocsConfig) -> None:  # on_post_build, below
+        if self.deferred:
+            self._finish_deferred()
+        self.workspace_ids = {key: res.workspace_id for key, res in (self.final or {}).items()
+                              if res.ok and res.workspace_id}
         manifest = Path(config.site_dir) / MANIFEST_NAME
         entries: list[tuple[str, WorkspaceSpec]] = [
             (src, embed.spec) for src, embeds in self.embeds.items() for embed in embeds
@@ -338,7 +424,6 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             return {}  # a lazy-only site never loads the API client
         from ..pipeline.provision import LedgerError, Provisioner, ProvisionError
 
-        waited = time.perf_counter()
         session, provisioner, self.session, self.provisioner = self.session, self.provisioner, None, None
         try:
             if session is not None:  # started as the pages were read: wait for what is still in flight
@@ -348,9 +433,8 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
                     resolved = session.finish()
                 finally:
                     provisioner.close()
-                log.info("sphere-workspaces: %d build-mode embed(s) resolved in %.2fs (%.2fs after the "
-                         "pages were read)", len(requests), time.perf_counter() - started,
-                         time.perf_counter() - waited)
+                log.info("sphere-workspaces: %d build-mode embed(s) resolved in %.2fs (the build waited "
+                         "%.2fs for them)", len(requests), session.answered_at - started, session.waited)
                 return resolved  # type: ignore[no-any-return]
             settings.token()  # the message names the variable to set
             settings.api  # noqa: B018  (missing endpoint: a message, not a traceback)

@@ -107,6 +107,7 @@ class SiteKeeper:
         self._folders = {state: real.parent / f".{real.name}.sphere-docs-{state}" for state in _STATES}
         self.kept = False
         self._atexit = False
+        self._had_site = True
 
     def folder(self, state: str) -> Path:
         return self._folders[state]
@@ -114,11 +115,15 @@ class SiteKeeper:
     # -- the three events
 
     def save(self) -> bool:
-        """Set the site's entries aside; ``True`` if there is now a kept site to restore."""
+        """Set the site's entries aside; ``True`` if there is now a kept site to restore.
+
+        No site yet (a first build): an empty one is kept, so a build that fails after it
+        wrote some pages (MkDocs fills each page's workspaces just before writing it) leaves
+        no half site behind either.
+        """
         self.recover()
         entries = self._entries(self.site)
-        if not entries:
-            return False
+        self._had_site = bool(entries)
         saving, kept = self.folder("saving"), self.folder("kept")
         moved: list[str] = []
         try:
@@ -146,7 +151,11 @@ class SiteKeeper:
         self.kept = False
         self._unregister()
         if self._restore_kept():
-            self.log.info("sphere-workspaces: the build failed; %s holds the previous site again", self.site)
+            if self._had_site:
+                self.log.info("sphere-workspaces: the build failed; %s holds the previous site again", self.site)
+            else:
+                self.log.info("sphere-workspaces: the build failed; the pages it wrote were removed from %s",
+                              self.site)
 
     def commit(self) -> None:
         """The build succeeded: drop the kept site."""

@@ -688,7 +688,8 @@ class Provisioner:
         """Say what an interrupted build left behind, then let the interruption end it."""
         exc = run.interrupted
         what = ("SIGTERM" if isinstance(exc, _Terminated)
-                else "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+                else "Ctrl-C" if isinstance(exc, KeyboardInterrupt)
+                else "the build ended first" if isinstance(exc, _BuildEnded) else type(exc).__name__)
         if run.abandoned:
             waited = (f"{run.abandoned} call(s) still in flight were not waited for; "
                       "their creates are named in the ledger (sphere-docs doctor lists them)")
@@ -1201,6 +1202,10 @@ class ResolveSession:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | ProcessPool | None = None
         self._futures: dict[Future[_Outcome], str] = {}
+        self._by_key: dict[str, Future[_Outcome]] = {}  #: ledger key -> its call (see answer)
+        self.waited = 0.0  #: seconds the caller spent blocked in answer() and finish()
+        self._held: dict[int, tuple[Any, Any]] = {}  #: signal -> (our handler, the default) (hold_signals)
+        self.answered_at = time.perf_counter()  #: when the last call answered (perf_counter)
         self._error: BaseException | None = None  #: what stopped the coordinator (raised by finish)
         self._snapshot: Mapping[str, Any] = {}
         #: the ledger's entries as the first submit read them (False: not usable here), see _answer_from_ledger
@@ -1256,8 +1261,9 @@ class ResolveSession:
             self._answer_from_ledger(batch)
             if not batch:
                 return
-            if self._pool is None and self._thread is None and can_fork():
-                # before any thread of ours exists: the workers go to a forked child (process_pool)
+            if self._pool is None and self._thread is None and self._prov._owns_client and can_fork():
+                # before any thread of ours exists: the workers go to a forked child (process_pool);
+                # a client given to the Provisioner stays in this process, on threads
                 self._pool = ProcessPool(self._prov, self._prov.settings.concurrency, self._stop_early)
             self._queue.append(batch)
             self._cond.notify_all()
@@ -1302,6 +1308,8 @@ class ResolveSession:
                 answered: Future[_Outcome] = Future()
                 answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
                 self._futures[answered] = lkey
+                self._by_key[lkey] = answered
+                self.answered_at = time.perf_counter()
 
     def _stop_workers(self) -> None:
         """Workers skip what they pick up next (in a child process too); calls in flight finish."""
@@ -1319,6 +1327,7 @@ class ResolveSession:
     def _coordinate(self) -> None:
         prov = self._prov
         client: ContainersClient | None = None
+        started = False
         try:
             while True:
                 with self._cond:
@@ -1328,12 +1337,17 @@ class ResolveSession:
                         return
                     batches, self._queue = self._queue, []
                 batch = {lkey: r for b in batches for lkey, r in b.items()}
-                if client is None:
-                    client = prov.client  # may raise SettingsError (no token) before any work
+                if not started:
+                    started = True
+                    if isinstance(self._pool, ProcessPool):  # the child calls the API: no HTTP stack here
+                        prov.settings.api  # noqa: B018  (the client's SettingsError: no endpoint
+                        prov.settings.token()  # or no token), before any work
+                    else:
+                        client = prov.client  # may raise SettingsError (no token) before any work
                     prov._adopt_legacy_names(batch)  # reads the ledger: LedgerError before anything is created
                     data = prov.ledger.read()
                     if data["intents"]:
-                        data = prov._reconcile(client, data)
+                        data = prov._reconcile(client or prov.client, data)
                     self._snapshot = prov._snapshot = data["entries"]
                     if self._pool is None:
                         self._pool = ThreadPoolExecutor(max_workers=prov.settings.concurrency,
@@ -1354,9 +1368,12 @@ class ResolveSession:
                             future = self._pool.submit(lkey, request, self._snapshot.get(lkey),
                                                        prov._deployed.get(lkey))
                         else:
-                            future = self._pool.submit(prov._guarded, self._stop, self._stop_early, client,
-                                                       lkey, request, self._snapshot.get(lkey))
+                            future = self._pool.submit(prov._guarded, self._stop, self._stop_early,
+                                                       client or prov.client, lkey, request,
+                                                       self._snapshot.get(lkey))
                         self._futures[future] = lkey
+                        self._by_key[lkey] = future
+                        future.add_done_callback(self._note_answer)
                     self._cond.notify_all()
         except BaseException as exc:  # raised by finish(), where the batch resolve raised it
             self._error = exc
@@ -1367,29 +1384,115 @@ class ResolveSession:
         while thread is not None and thread.is_alive():
             thread.join(0.2)  # wakes up for signals (Ctrl-C, SIGTERM) in the main thread
 
-    def finish(self) -> dict[str, Resolution]:
-        """Wait for every submitted embed and answer as :meth:`Provisioner.resolve` does."""
+    def hold_signals(self) -> None:
+        """Until :meth:`finish`: Ctrl-C and SIGTERM end the resolve in order wherever the main thread
+        is (MkDocs writing pages while the calls run): nothing new starts, the calls in flight are
+        waited for and recorded, the build says so and stops (Ctrl-C: ``KeyboardInterrupt``;
+        SIGTERM: exit status :data:`SIGTERM_EXIT`).  Only the default handlers are replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, default, cause in ((signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
+                                       (signal.SIGTERM, signal.SIG_DFL, _Terminated)):
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(signum) is default:
+                    def handler(num: int, frame: Any, default: Any = default, cause: Any = cause) -> None:
+                        signal.signal(num, default)  # a second one acts at once
+                        self.finish(interrupted=cause())  # raises it (SIGTERM: SystemExit)
+                    signal.signal(signum, handler)
+                    self._held[signum] = (handler, default)
+
+    def _release_signals(self) -> None:
+        held, self._held = self._held, {}
+        for signum, (handler, default) in held.items():
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(signum) is handler:
+                    signal.signal(signum, default)
+
+    def _note_answer(self, future: Future[_Outcome]) -> None:
+        self.answered_at = time.perf_counter()
+
+    def answer(self, requests: Iterable[EmbedRequest]) -> dict[str, Resolution] | None:
+        """Early answers for ``requests`` (already submitted), waiting only for their own calls.
+
+        For a front end that writes each page as soon as its own embeds are answered (MkDocs
+        fills a page just before its template is rendered), so the build waits for a page's
+        workspaces, not the whole site's.  Each answer is the workspace :meth:`finish` will
+        give (the create or check recorded it already), unless another build records the
+        same key in the meantime: the caller compares with :meth:`finish`'s answers.  None
+        when one of them got no workspace (a failure, or not started because the build is
+        stopping): :meth:`finish` says what happened and applies ``on_error``.  Ctrl-C or
+        SIGTERM while waiting end the resolve as they do in :meth:`finish` (raised here).
+        """
+        wanted = [r for r in requests if r.spec.mode == "build"]
+        if self.finished or self._error is not None:
+            return None
+        started = time.perf_counter()
+        answers: dict[str, Resolution] = {}
+        try:
+            with _sigterm_raises():
+                for request in wanted:
+                    lkey = ledger_key(self._prov._api_base(), request)
+                    with self._cond:
+                        while lkey not in self._by_key and self._error is None and not self._stop.is_set() \
+                                and self._thread is not None and self._thread.is_alive():
+                            self._cond.wait(0.2)  # the coordinator has not dispatched it yet
+                        future = self._by_key.get(lkey)
+                    if future is None:
+                        return None
+                    while True:  # in steps: Ctrl-C and SIGTERM get through
+                        try:
+                            outcome = future.result(timeout=0.2)
+                            break
+                        except concurrent.futures.TimeoutError:
+                            continue
+                        except Exception:
+                            return None  # finish() raises what the call raised
+                    if outcome.workspace is None or outcome.skipped:
+                        return None
+                    ws = outcome.workspace
+                    answers[request.key] = Resolution(request, ws.id, ws.workspace_token, created=outcome.created)
+        except BaseException as exc:  # interrupted while waiting: as finish() would have been
+            self.waited += time.perf_counter() - started
+            if self.finished:  # a held signal's handler finished it already (and raised this)
+                raise
+            self.finish(interrupted=exc)
+            raise  # pragma: no cover - finish() raised the interruption
+        self.waited += time.perf_counter() - started
+        return answers
+
+    def finish(self, interrupted: BaseException | None = None) -> dict[str, Resolution]:
+        """Wait for every submitted embed and answer as :meth:`Provisioner.resolve` does.
+
+        ``interrupted``: the Ctrl-C or SIGTERM that stopped the caller's wait (:meth:`answer`):
+        nothing new starts, the calls in flight are waited for and recorded, and it is raised.
+        """
+        self._release_signals()  # from here _wait handles them, as in a resolve that waits at once
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if self.finished:
             raise RuntimeError("finish() called twice")
         self.finished = True
+        started = time.perf_counter()
         try:
             if not self._unique:
+                if interrupted is not None:
+                    raise interrupted
                 if self._error is not None:
                     raise self._error
                 return self._results
-            run = self._wait()
+            run = self._wait(interrupted)
             if self._error is not None and run.interrupted is None:
                 raise self._error
             self._prov._report_deployed()
             return self._prov._conclude(run, self._unique, self._aliases, self._snapshot, self._results)
         finally:
+            self.waited += time.perf_counter() - started
             _OPEN_SESSIONS.discard(self)
 
     def abort(self) -> None:
         """The build failed elsewhere: start nothing new, wait for the calls in flight (recorded)."""
+        self._release_signals()
         self._halt()
         self.finished = True
         try:
@@ -1399,7 +1502,7 @@ class ResolveSession:
         finally:
             _OPEN_SESSIONS.discard(self)
 
-    def _wait(self) -> _RunResult:
+    def _wait(self, interrupted: BaseException | None = None) -> _RunResult:
         """Like the batch resolve's wait: progress, stop early, Ctrl-C and SIGTERM (module docstring)."""
         prov = self._prov
         total = len(self._unique)
@@ -1413,6 +1516,8 @@ class ResolveSession:
         with _sigterm_raises():
             try:
                 try:
+                    if interrupted is not None:
+                        raise interrupted
                     self._wait_for_feed()
                     chatty = total >= PROGRESS_MIN_TOTAL
                     prov._report(0, total, force=chatty)
@@ -1469,9 +1574,18 @@ class ResolveSession:
 _OPEN_SESSIONS: weakref.WeakSet[ResolveSession] = weakref.WeakSet()
 
 
+class _BuildEnded(BaseException):
+    """The process is exiting with a resolve still open (e.g. Ctrl-C while pages were written)."""
+
+
 def _stop_open_sessions() -> None:
     for session in list(_OPEN_SESSIONS):
-        session._halt()
+        if session.finished or not session.started:
+            session._halt()
+            continue
+        # nobody waited for it: start nothing new, record what is in flight, say so
+        with contextlib.suppress(BaseException):
+            session.finish(interrupted=_BuildEnded())
 
 
 with contextlib.suppress(AttributeError, RuntimeError):  # runs before threads are joined, last first
