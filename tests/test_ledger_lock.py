@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,9 @@ def test_a_forked_child_does_not_inherit_the_parents_lock(tmp_path: Path) -> Non
     codes: list[int] = []
 
     def fork_while_locked(data: dict[str, Any]) -> None:
-        pid = os.fork()
+        with warnings.catch_warnings():  # (pytest runs threads: the child only appends and exits)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child: the same Ledger object, the parent's descriptor and count copied
             code = 3
             try:
