@@ -149,7 +149,6 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         self.deferred = False  # each page gets its workspaces just before its template (on_page_context)
         self.early: dict[str, Any] = {}  # answers given to pages before the whole resolve ended
         self.final: dict[str, Any] | None = None  # the whole resolve's answers
-        self._waited_from = 0.0
         self.scope = "mkdocs"
         self._abort_session()
         self.session: Any = None  # provision.ResolveSession: API work started as pages are read
@@ -263,12 +262,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             # Its calls run on while the pages are written (on_page_context): a failure can now come
             # after some pages were written, so only where the previous site was set aside (it is
             # put back then); --dirty builds and mkdocs serve wait here, before writing anything.
-            self._waited_from = time.perf_counter()
-            requests = [e for embeds in self.embeds.values() for e in embeds if e.marker is not None]
-            try:
-                self.session.submit(requests)  # any the pages did not hand over (none, usually)
-            except SphereDocsError as err:  # pragma: no cover - submit says nothing; finish does
-                raise self._fail(str(err)) from None
+            self.session.submit(self._build_embeds())  # any the pages did not hand over (none, usually)
             self.session.hold_signals()  # Ctrl-C / SIGTERM while pages are written: stop in order
             self.deferred = True
             return env
@@ -283,7 +277,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         calls keep running while this page's template renders."""
         src = page.file.src_uri
         if self.deferred and src in self.embeds:
-            self._fill_page(src, self._answers_for([e for e in self.embeds[src] if e.marker is not None]))
+            self._fill_page(src, self._answers_for(self._build_embeds(src)))
         return context
 
     def _answers_for(self, requests: list[Embed]) -> dict[str, Any]:
@@ -291,10 +285,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         if not requests:
             return {}
         if self.final is None and self.session is not None:
-            try:
-                early = self.session.answer(requests)
-            except SphereDocsError as err:  # pragma: no cover - answer() raises interruptions only
-                raise self._fail(str(err)) from None
+            early = self.session.answer(requests)  # raises only an interruption (Ctrl-C, SIGTERM)
             if early is not None:
                 self.early.update(early)
                 return early
@@ -337,7 +328,7 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
 
     def _fill_copies(self, output: str) -> str:
         """Markers another plugin copied into a page (an excerpt taken in ``on_env``): filled too."""
-        by_marker = {e.marker: e for embeds in self.embeds.values() for e in embeds if e.marker is not None}
+        by_marker = {e.marker: e for e in self._build_embeds()}
         found = [by_marker[m] for m in _PENDING.findall(output) if m in by_marker]
         if not found:
             return output
@@ -351,15 +342,13 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
     @event_priority(100)  # inject before minifiers and other post-processing run
     def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str:
         src = page.file.src_uri
-        if self.deferred and src not in self.embeds and PENDING_MARK in output:
+        if self.deferred and PENDING_MARK in output:
             output = self._fill_copies(output)
         if src not in self.embeds and not self.instant_navigation:
             return output  # no embed, no SDK: a page without workspaces stays as it was
         # With Material's instant navigation a reader may land on any page and reach the
         # embeds without a page load, so every page carries the loader and the script
         # (which renders the embeds of each page that navigation brings in).
-        if self.deferred and src in self.embeds and PENDING_MARK in output:
-            output = self._fill_copies(output)
         lazy = src in self.lazy_pages or self.instant_navigation
         if lazy not in self.snippets:  # the same for every page of the build
             settings = self._settings()
@@ -418,8 +407,13 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
             raise PluginError("sphere-workspaces: the plugin was not configured")
         return self.settings
 
+    def _build_embeds(self, src: str | None = None) -> list[Embed]:
+        """The build-mode embeds (those left as markers) of page ``src``, or of every page."""
+        pages = [self.embeds[src]] if src is not None else self.embeds.values()
+        return [e for embeds in pages for e in embeds if e.marker is not None]
+
     def _resolve(self, settings: SiteSettings) -> dict[str, Any]:
-        requests = [e for embeds in self.embeds.values() for e in embeds if e.marker is not None]
+        requests = self._build_embeds()
         if not requests:
             return {}  # a lazy-only site never loads the API client
         from ..pipeline.provision import LedgerError, Provisioner, ProvisionError
