@@ -452,6 +452,12 @@ class _Outcome:
     confirmed_at: str | None = None  #: when the API said ``workspace`` is live (a check or a create)
     trusted: bool = False  #: used without a check: the ledger's last check is within ``trust_checked``
 
+    def resolution(self, request: EmbedRequest) -> Resolution:
+        """What ``request`` (this outcome's embed, or one with the same ledger key) renders."""
+        ws = self.workspace
+        assert ws is not None
+        return Resolution(request, ws.id, ws.workspace_token, created=self.created)
+
 
 @dataclass
 class _RunResult:
@@ -562,9 +568,7 @@ class Provisioner:
         for outcome in final:
             for request in aliases[outcome.lkey]:
                 if outcome.workspace is not None:
-                    ws = outcome.workspace
-                    results[request.key] = Resolution(
-                        request, ws.id, ws.workspace_token, created=outcome.created)
+                    results[request.key] = outcome.resolution(request)
                 else:
                     failures.append((request, self._reason(outcome)))
                     headlines.append(self._headline(outcome, request))
@@ -733,8 +737,8 @@ class Provisioner:
             if reused is not None:
                 outcome.workspace, outcome.confirmed_at = reused, _now()
                 return outcome
-        known_id = entry.get("workspace_id") if isinstance(entry, Mapping) else None
-        if isinstance(known_id, str) and known_id:
+        known_id = _recorded_id(entry) if isinstance(entry, Mapping) else None
+        if known_id:
             assert entry is not None
             trusted = self._trusted(entry, request)
             if trusted is not None:  # the API confirmed it a moment ago: do not ask again
@@ -765,14 +769,15 @@ class Provisioner:
                 outcome.replaced = current
         return self._create(stop, client, outcome)
 
-    def _trusted(self, entry: Mapping[str, Any], request: EmbedRequest) -> Workspace | None:
-        """The entry's workspace when the API confirmed it live within ``trust_checked`` seconds.
+    def _trusted(self, entry: Any, request: EmbedRequest) -> Workspace | None:
+        """The workspace of ledger entry ``entry`` (whatever the ledger holds for the key, or None)
+        when the API confirmed it live within ``trust_checked`` seconds.
 
         ``checked_at`` is written whenever a check (``GET``) or a create answered that the
         workspace is live; a younger confirmation is trusted without a new ``GET`` (0: never).
         """
         window = float(self.settings.trust_checked)
-        if window <= 0:
+        if window <= 0 or not isinstance(entry, Mapping) or not _recorded_id(entry):
             return None
         checked = parse_time(entry.get("checked_at"))
         if checked is None or not -WINDOW_SLACK <= time.time() - checked < window:
@@ -1299,11 +1304,7 @@ class ResolveSession:
             return
         assert isinstance(entries, Mapping)
         for lkey in list(batch):
-            entry = entries.get(lkey)
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("workspace_id"), str) \
-                    or not entry["workspace_id"]:
-                continue
-            workspace = prov._trusted(entry, batch[lkey])
+            workspace = prov._trusted(entries.get(lkey), batch[lkey])
             if workspace is not None:
                 answered: Future[_Outcome] = Future()
                 answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
@@ -1449,8 +1450,7 @@ class ResolveSession:
                             return None  # finish() raises what the call raised
                     if outcome.workspace is None or outcome.skipped:
                         return None
-                    ws = outcome.workspace
-                    answers[request.key] = Resolution(request, ws.id, ws.workspace_token, created=outcome.created)
+                    answers[request.key] = outcome.resolution(request)
         except BaseException as exc:  # interrupted while waiting: as finish() would have been
             self.waited += time.perf_counter() - started
             if self.finished:  # a held signal's handler finished it already (and raised this)
@@ -1590,6 +1590,12 @@ def _stop_open_sessions() -> None:
 
 with contextlib.suppress(AttributeError, RuntimeError):  # runs before threads are joined, last first
     threading._register_atexit(_stop_open_sessions)  # type: ignore[attr-defined]
+
+
+def _recorded_id(entry: Mapping[str, Any]) -> str | None:
+    """The workspace id a ledger entry records, if it records one."""
+    known = entry.get("workspace_id")
+    return known if isinstance(known, str) and known else None
 
 
 def _recorded_workspace(entry: Mapping[str, Any]) -> Workspace:
