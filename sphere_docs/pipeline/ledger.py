@@ -497,14 +497,16 @@ class FileLock:
             self._depth += 1
             return
         if self._fallback is None and not self._flock():
-            self._fallback = _filelock(self.path, self.timeout)
+            import filelock  # only where flock cannot be used
+
+            self._fallback = filelock.FileLock(str(self.path), timeout=self.timeout)
         if self._fallback is not None:
+            import filelock
+
             try:
                 self._fallback.acquire()
-            except Exception as exc:
-                if type(exc).__name__ == "Timeout":
-                    raise LockTimeout from None
-                raise
+            except filelock.Timeout:
+                raise LockTimeout from None
         self._depth = 1
 
     def release(self) -> None:
@@ -547,12 +549,6 @@ class FileLock:
                     self.close()
                     return False
                 raise
-
-
-def _filelock(path: Path, timeout: float) -> Any:
-    import filelock  # only where flock cannot be used
-
-    return filelock.FileLock(str(path), timeout=timeout)
 
 
 # --------------------------------------------------------------------------- ledger

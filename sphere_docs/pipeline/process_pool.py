@@ -51,6 +51,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import SphereDocsError
+from ..core.options import truth
 
 if TYPE_CHECKING:
     from .provision import EmbedRequest, Provisioner, _Outcome
@@ -62,7 +63,7 @@ ENV_SWITCH = "SPHERE_DOCS_PROVISION_PROCESS"
 
 def can_fork() -> bool:
     """May the provisioner's workers run in a forked child here (see the module docstring)?"""
-    if os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "false", "no", "off"):
+    if truth(os.environ.get(ENV_SWITCH, "")) is False:
         return False
     return (sys.platform.startswith("linux") and hasattr(os, "fork")
             and threading.current_thread() is threading.main_thread() and threading.active_count() == 1)
