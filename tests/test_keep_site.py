@@ -232,3 +232,23 @@ def test_a_stale_keeper_restores_nothing_after_a_later_build_committed(tmp_path:
     after = snapshot(site)
     stale.restore()  # what its exit hook would do
     assert snapshot(site) == after and not leftovers(tmp_path)
+
+
+def test_an_interrupted_first_build_leaves_no_pages_and_says_so(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A first build sets aside an empty site; killed while writing pages, the next build removes
+    what it wrote and says that, not that it puts a previous site back (there was none)."""
+    from sphere_docs.pipeline.keep_site import SiteKeeper
+
+    site = tmp_path / "site"
+    interrupted = SiteKeeper(site, logging.getLogger("test"))
+    assert interrupted.save()  # no site yet: an empty one is kept
+    (site / "lesson").mkdir(parents=True)
+    (site / "lesson" / "index.html").write_text("<p>half a lesson</p>")  # then kill -9:
+    interrupted._unregister()  # a killed process runs no exit hook
+    with caplog.at_level(logging.INFO, logger="test"):
+        SiteKeeper(site, logging.getLogger("test")).recover()
+    assert snapshot(site) == {} and not leftovers(tmp_path)
+    said = caplog.text
+    assert "interrupted before it finished; removing the pages it wrote" in said
+    assert "putting back" not in said

@@ -185,8 +185,12 @@ class SiteKeeper:
             self._move_all(saving, self.site)
             self._try(os.rmdir, saving)
         if kept.is_dir():
-            self.log.info("sphere-workspaces: an earlier build of %s was interrupted; "
-                          "putting back the site it had set aside", self.site)
+            if self._entries(kept):
+                self.log.info("sphere-workspaces: an earlier build of %s was interrupted; "
+                              "putting back the site it had set aside", self.site)
+            else:  # a first build set aside an empty site: what it wrote is partial
+                self.log.info("sphere-workspaces: an earlier build of %s was interrupted before it "
+                              "finished; removing the pages it wrote", self.site)
             self._restore_kept()
         elif restoring.is_dir():
             self._finish_restoring()
