@@ -11,6 +11,7 @@ touched.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -106,6 +107,48 @@ def test_mkdocs_answers_from_the_provisioning_process_never_give_a_page_a_wrong_
     left = Ledger(tmp_path / ".cache").read()["intents"].values()  # the 5xx creates: the API may have made one
     assert len(left) == failed and all(i["state"] == "unanswered" for i in left)
     assert_no_leak([done.stdout, done.stderr], [tmp_path / "site"])
+
+
+#: a MkDocs hooks file: as each page is written, is this build already recorded in the ledger, and
+#: which provisioning threads and processes are still alive?
+RECORDED_HOOKS = """
+import json, os, threading
+from pathlib import Path
+from mkdocs.plugins import event_priority
+from sphere_docs.pipeline.ledger import Ledger
+seen = []
+
+@event_priority(-100)
+def on_post_page(output, page, config):
+    builds = Ledger(Path(config.config_file_path).parent / ".cache").read().get("builds") or {}
+    threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("sphere-provision"))
+    seen.append({"page": page.file.src_uri, "recorded": bool(builds), "threads": threads})
+    return output
+
+def on_post_build(config):
+    Path(config.config_file_path + ".seen.json").write_text(json.dumps(seen))
+"""
+
+
+def test_mkdocs_ends_the_resolve_once_every_call_answered_not_after_the_last_page(
+        emulator: EmulatorServer, tmp_path: Path) -> None:
+    """The first page has the site's only embed; once its create answered, the build is recorded
+    and the provisioning workers stop while the other pages are still being written (a first
+    build no longer keeps them, and the build record, waiting until the last page)."""
+    config = site(tmp_path, emulator.url, pages=1)
+    for i in range(40):
+        (tmp_path / "docs" / f"z{i:02}.md").write_text(f"# Plain {i}\n\nNo workspace here.\n")
+    (tmp_path / "hooks.py").write_text(RECORDED_HOOKS)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "hooks": ["hooks.py"]}, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-f", str(config)], cwd=tmp_path,
+                          env={**os.environ, TOKEN_ENV: SECRET_TOKEN, "NO_MKDOCS_2_WARNING": "1"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(Path(str(config) + ".seen.json").read_text())
+    assert [s["page"] for s in seen][:1] == ["p00.md"] and len(seen) == 41
+    assert seen[-1] == {"page": "z39.md", "recorded": True, "threads": []}
+    assert emulator.count("POST /workspaces") == 2 and len(set(embedded(tmp_path / "site").values())) == 2
 
 
 def test_mkdocs_failure_stops_before_the_previous_site_is_touched(emulator: EmulatorServer,

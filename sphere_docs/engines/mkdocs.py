@@ -276,6 +276,11 @@ class SphereWorkspacesPlugin(BasePlugin[SphereWorkspacesConfig]):
         """Put this page's workspaces in, waiting only for its own (issue 16): the rest of the site's
         calls keep running while this page's template renders."""
         src = page.file.src_uri
+        if self.deferred and self.final is None and self.session is not None and self.session.settled:
+            # Every call has answered: end the resolve now (the build is recorded, the provisioning
+            # process and threads stop) instead of after the last page; the rest of the pages are
+            # filled from its answers.
+            self._finish_deferred()
         if self.deferred and src in self.embeds:
             self._fill_page(src, self._answers_for(self._build_embeds(src)))
         return context

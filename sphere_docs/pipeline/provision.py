@@ -1208,6 +1208,7 @@ class ResolveSession:
         self._pool: ThreadPoolExecutor | ProcessPool | None = None
         self._futures: dict[Future[_Outcome], str] = {}
         self._by_key: dict[str, Future[_Outcome]] = {}  #: ledger key -> its call (see answer)
+        self._answered = 0  #: how many of those have answered (see settled)
         self.waited = 0.0  #: seconds the caller spent blocked in answer() and finish()
         self._held: dict[int, tuple[Any, Any]] = {}  #: signal -> (our handler, the default) (hold_signals)
         self.answered_at = time.perf_counter()  #: when the last call answered (perf_counter)
@@ -1221,6 +1222,16 @@ class ResolveSession:
         self._submitted: set[tuple[str, str]] = set()  #: (request key, ledger key) already handed over
         self._page_keys: set[str] = set()
         self.finished = False
+
+    @property
+    def settled(self) -> bool:
+        """Has every embed submitted so far been handed to a call that has answered?  Then
+        :meth:`finish` waits for nothing: a front end that fills pages as they are written ends
+        the resolve there, so the build is recorded and the workers stop while pages are still
+        being written, not after the last one."""
+        with self._cond:
+            return (not self._queue and len(self._by_key) == len(self._unique)
+                    and self._answered == len(self._by_key))
 
     @property
     def started(self) -> bool:
@@ -1310,6 +1321,7 @@ class ResolveSession:
                 answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
                 self._futures[answered] = lkey
                 self._by_key[lkey] = answered
+                self._answered += 1
                 self.answered_at = time.perf_counter()
 
     def _stop_workers(self) -> None:
@@ -1410,7 +1422,9 @@ class ResolveSession:
                     signal.signal(signum, default)
 
     def _note_answer(self, future: Future[_Outcome]) -> None:
-        self.answered_at = time.perf_counter()
+        with self._cond:
+            self._answered += 1
+            self.answered_at = time.perf_counter()
 
     def answer(self, requests: Iterable[EmbedRequest]) -> dict[str, Resolution] | None:
         """Early answers for ``requests`` (already submitted), waiting only for their own calls.
@@ -1545,6 +1559,8 @@ class ResolveSession:
                 running = [f for f in futures if not f.done()]
                 result.in_flight = len(running)
                 concurrent.futures.wait(running)
+                if self._pool is not None:  # every call has answered: its workers (or process) end now
+                    self._pool.shutdown(wait=True)
             except BaseException as exc:  # interrupted (again) while waiting: stop waiting
                 result.interrupted = result.interrupted or exc
                 result.abandoned = sum(1 for f in futures if not f.done())
