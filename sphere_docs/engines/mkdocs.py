@@ -29,8 +29,10 @@ How a build goes (each step is one hook):
     content, so the site's API calls run beside the writing of its pages.
     Where the previous site could not be set aside (``--dirty``, ``mkdocs
     serve``) ``on_env`` waits for all of them instead, before anything is
-    written.  ``on_post_build`` ends the resolve (records the build, applies
-    ``on_error``) and checks that every page got the workspace recorded.
+    written.  The resolve ends (records the build, applies ``on_error``, stops
+    the provisioning process and threads) at the first page after every call
+    has answered, or at the latest in ``on_post_build``; then it checks that
+    every page filled early got the workspace recorded.
 ``on_post_page``
     inject the SDK loader and our assets right after ``<body>`` on pages with
     embeds, and on no other page.
