@@ -16,9 +16,11 @@ For each size (default: 200 pages / 100 embeds and 2,000 pages / 1,000 embeds) a
 Beside each ratio stands its limit: the build cannot be faster than the larger of
 rendering (the ``off`` build) and ceil(M / concurrency) round trips of the M calls it
 must make, so limit / off = max(off, ceil(M/c) * latency) / off.  Reported as medians
-of ``--runs`` rounds; this machine is shared, so the runs are few and noisy.
+of ``--runs`` rounds (a size written ``pages:embeds:rounds`` has its own count: small
+sites build in about a second, so more rounds cost little and steady their ratios);
+this machine is shared, so the runs are few and noisy.
 
-Usage: ``python bench/critical_path.py [--sizes 200:100 2000:1000] [--latency 0.05] [--runs 3] [--write]``
+Usage: ``python bench/critical_path.py [--sizes 200:100:15 2000:1000] [--latency 0.05] [--runs 3] [--write]``
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def sphinx_rows(base: Path, docs: int, embeds: int, runs: int, emulator: Emulato
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["200:100", "2000:1000"])
+    parser.add_argument("--sizes", nargs="+", default=["200:100:15", "2000:1000"],
+                        help="pages:embeds, or pages:embeds:rounds to override --runs for that size")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sphinx-all", action="store_true", help="the Sphinx rows for every size, not only the first")
@@ -238,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     with EmulatorServer(token=TOKEN, start_delay=0, latency=args.latency) as emulator, \
             tempfile.TemporaryDirectory(prefix="sphere-bench-critical-", dir=mk.SCRATCH) as tmp:
         for i, size in enumerate(args.sizes):
-            pages, embeds = (int(x) for x in size.split(":"))
-            lines += one_size(pages, embeds, args.latency, args.runs, Path(tmp), emulator,
+            pages, embeds, *rounds = (int(x) for x in size.split(":"))
+            lines += one_size(pages, embeds, args.latency, rounds[0] if rounds else args.runs, Path(tmp), emulator,
                               sphinx=i == 0 or args.sphinx_all)
             lines.append("")
     print("\n".join(lines))
