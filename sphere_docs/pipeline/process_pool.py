@@ -148,10 +148,10 @@ class ProcessPool:
             lost = SphereDocsError("the provisioning process ended without answering (its creates in "
                                    "flight are named in the ledger; sphere-docs doctor lists them)")
             with self._lock:
-                for future in self._futures.values():
-                    if not future.done():
-                        future.set_exception(lost)
-                self._futures.clear()
+                left, self._futures = list(self._futures.values()), {}
+            for future in left:  # outside the lock: their callbacks may take the session's locks
+                if not future.done():
+                    future.set_exception(lost)
             self._conn.close()
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)

@@ -1209,6 +1209,10 @@ class ResolveSession:
         self._futures: dict[Future[_Outcome], str] = {}
         self._by_key: dict[str, Future[_Outcome]] = {}  #: ledger key -> its call (see answer)
         self._answered = 0  #: how many of those have answered (see settled)
+        #: guards _answered; a lock of its own because answers are noted from inside other locks
+        #: (a failed child's futures fail while its pool holds its lock, which the coordinator
+        #: takes while it holds _cond)
+        self._answered_lock = threading.Lock()
         self.waited = 0.0  #: seconds the caller spent blocked in answer() and finish()
         self._held: dict[int, tuple[Any, Any]] = {}  #: signal -> (our handler, the default) (hold_signals)
         self.answered_at = time.perf_counter()  #: when the last call answered (perf_counter)
@@ -1230,8 +1234,10 @@ class ResolveSession:
         the resolve there, so the build is recorded and the workers stop while pages are still
         being written, not after the last one."""
         with self._cond:
-            return (not self._queue and len(self._by_key) == len(self._unique)
-                    and self._answered == len(self._by_key))
+            dispatched = not self._queue and len(self._by_key) == len(self._unique)
+            calls = len(self._by_key)
+        with self._answered_lock:
+            return dispatched and self._answered == calls
 
     @property
     def started(self) -> bool:
@@ -1321,7 +1327,8 @@ class ResolveSession:
                 answered.set_result(_Outcome(lkey, batch.pop(lkey), workspace=workspace, trusted=True))
                 self._futures[answered] = lkey
                 self._by_key[lkey] = answered
-                self._answered += 1
+                with self._answered_lock:
+                    self._answered += 1
                 self.answered_at = time.perf_counter()
 
     def _stop_workers(self) -> None:
@@ -1422,7 +1429,7 @@ class ResolveSession:
                     signal.signal(signum, default)
 
     def _note_answer(self, future: Future[_Outcome]) -> None:
-        with self._cond:
+        with self._answered_lock:
             self._answered += 1
             self.answered_at = time.perf_counter()
 
